@@ -1,0 +1,27 @@
+"""BigBird long-document transformer in PyTorch (pure PyTorch core; no Ray here)."""
+
+from bigbird.config import BigBirdConfig
+from bigbird.heads import (
+    BigBirdForCausalLM,
+    BigBirdForMaskedLM,
+    BigBirdForMultipleChoice,
+    BigBirdForPreTraining,
+    BigBirdForQuestionAnswering,
+    BigBirdForSequenceClassification,
+    BigBirdForTokenClassification,
+)
+from bigbird.model import BigBirdModel
+from bigbird.modeling_utils import BigBirdPreTrainedModel
+
+__all__ = [
+    "BigBirdConfig",
+    "BigBirdModel",
+    "BigBirdPreTrainedModel",
+    "BigBirdForPreTraining",
+    "BigBirdForMaskedLM",
+    "BigBirdForCausalLM",
+    "BigBirdForSequenceClassification",
+    "BigBirdForMultipleChoice",
+    "BigBirdForTokenClassification",
+    "BigBirdForQuestionAnswering",
+]
