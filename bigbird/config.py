@@ -112,6 +112,9 @@ class BigBirdConfig:
             )
         if not isinstance(self.block_size, int) or self.block_size <= 0:
             raise ValueError(f"block_size must be a positive integer, got {self.block_size!r}")
+        if self.block_size > self.max_position_embeddings:
+            raise ValueError(f"block_size {self.block_size} does not fit in max_position_embeddings "
+                             f"{self.max_position_embeddings}")
         if not isinstance(self.num_random_blocks, int) or self.num_random_blocks < 0:
             raise ValueError(f"num_random_blocks must be a non-negative integer, got {self.num_random_blocks!r}")
         if self.problem_type not in PROBLEM_TYPES:

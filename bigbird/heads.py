@@ -281,10 +281,9 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
                 token_type_ids=None, position_ids=None, inputs_embeds=None,
                 start_positions: torch.Tensor | None = None, end_positions: torch.Tensor | None = None,
                 **kwargs: Any) -> BigBirdForQuestionAnsweringModelOutput:
+        # Validate before deriving the question mask from the ids.
+        _, L = self.bert._check_inputs(input_ids, inputs_embeds, attention_mask, token_type_ids, 0)
         ref = input_ids if input_ids is not None else inputs_embeds
-        if ref is None:
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        L = ref.shape[1]
         if question_lengths is None and input_ids is not None:
             # The question ends at the first [SEP] (inclusive).
             question_lengths = (input_ids == self.config.sep_token_id).int().argmax(-1, keepdim=True) + 1

@@ -1,0 +1,40 @@
+"""Shared builders for tests: tiny configs and transformers reference models saved to disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=512, block_size=8, num_random_blocks=2, hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0, sep_token_id=5, pad_token_id=0, type_vocab_size=2)
+
+
+def tiny(**overrides) -> dict:
+    return {**TINY, **overrides}
+
+
+def save_reference(cls_name: str, path: Path, seed: int = 0, **overrides):
+    """Build a random-weight transformers model of ``cls_name``, save it and return it."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.BigBirdConfig(**tiny(**overrides))
+    model = getattr(transformers, cls_name)(config)
+    model.save_pretrained(path)
+    return model
+
+
+def random_batch(batch: int, length: int, *, vocab: int = 120, pad_from: int | None = None, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(6, vocab, (batch, length), generator=g)
+    mask = torch.ones_like(ids)
+    if pad_from is not None and batch > 1:
+        mask[-1, pad_from:] = 0
+        ids[-1, pad_from:] = 0
+    return ids, mask
