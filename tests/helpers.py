@@ -38,3 +38,35 @@ def random_batch(batch: int, length: int, *, vocab: int = 120, pad_from: int | N
         mask[-1, pad_from:] = 0
         ids[-1, pad_from:] = 0
     return ids, mask
+
+
+SPM_MODEL = Path(__file__).parent / "fixtures" / "spm" / "test_model.model"
+TASK_CLASSES = {
+    "fill-mask": "BigBirdForMaskedLM",
+    "question-answering": "BigBirdForQuestionAnswering",
+    "text-classification": "BigBirdForSequenceClassification",
+    "token-classification": "BigBirdForTokenClassification",
+}
+
+
+def spm_tokenizer():
+    from bigbird.tokenizer import BigBirdTokenizer
+
+    return BigBirdTokenizer(vocab_file=str(SPM_MODEL))
+
+
+def build_task_model(path: Path, task: str, *, tokenizer=None, seed: int = 0, **overrides) -> Path:
+    """Save a random-weight BigBird of ``task`` with a real SentencePiece tokenizer into ``path``."""
+    import bigbird
+
+    tokenizer = tokenizer if tokenizer is not None else spm_tokenizer()
+    labels = {0: "O", 1: "B-LOC", 2: "I-LOC"} if task == "token-classification" else {0: "NEG", 1: "POS"}
+    fields = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=256, block_size=16, num_random_blocks=2,
+                  sep_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id, id2label=labels)
+    fields.update(overrides)
+    torch.manual_seed(seed)
+    model = getattr(bigbird, TASK_CLASSES[task])(bigbird.BigBirdConfig(**fields))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

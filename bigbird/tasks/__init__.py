@@ -1,0 +1,69 @@
+"""One-line task pipelines with transformers' conventions, for inputs of any length."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from bigbird.tasks.base import TaskPipeline
+from bigbird.tasks.fill_mask import FillMaskPipeline
+from bigbird.tasks.question_answering import QuestionAnsweringPipeline
+from bigbird.tasks.text_classification import TextClassificationPipeline
+from bigbird.tasks.token_classification import TokenClassificationPipeline
+
+TASKS: dict[str, type[TaskPipeline]] = {
+    "fill-mask": FillMaskPipeline,
+    "question-answering": QuestionAnsweringPipeline,
+    "text-classification": TextClassificationPipeline,
+    "token-classification": TokenClassificationPipeline,
+}
+ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+
+
+def task_class(task: str) -> type[TaskPipeline]:
+    """The pipeline class of a task name (aliases accepted).
+
+    Raises:
+        ValueError: For an unknown task, listing the known ones.
+    """
+    name = ALIASES.get(task, task)
+    if name not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS) + sorted(ALIASES)}")
+    return TASKS[name]
+
+
+def pipeline(task: str, model: str | os.PathLike | torch.nn.Module, tokenizer: Any = None, *,
+             device: int | str | torch.device | None = None, batch_size: int = 8, max_length: int | None = None,
+             stride: int = 128, dtype: torch.dtype | str | None = None, **load_kwargs: Any) -> TaskPipeline:
+    """Build a task pipeline, like ``transformers.pipeline``.
+
+    Args:
+        task: ``fill-mask``, ``question-answering``, ``text-classification`` or ``token-classification``.
+        model: A folder or hub id (loaded with the task's model class), or a loaded model.
+        tokenizer: A tokenizer, a folder or hub id; default: the model's folder.
+        device: ``None``/``-1``/``"cpu"``, a CUDA index or a ``torch.device``.
+        batch_size: Windows per forward pass.
+        max_length: Tokens per window (default: ``max_position_embeddings``).
+        stride: Overlap between the windows of a long input.
+        dtype: Weight dtype when loading (e.g. ``torch.bfloat16``).
+        **load_kwargs: Passed to ``from_pretrained`` (``revision``, ``local_files_only``, ...).
+
+    Raises:
+        ValueError: For an unknown task or a model without a tokenizer.
+    """
+    from bigbird.tokenizer import BigBirdTokenizer
+
+    cls = task_class(task)
+    if isinstance(model, (str, os.PathLike)):
+        source = model
+        model = cls.model_class.from_pretrained(model, dtype=dtype, **load_kwargs)
+        if tokenizer is None:
+            tokenizer = source
+    if tokenizer is None:
+        raise ValueError("pass tokenizer= when model is an already loaded model")
+    if isinstance(tokenizer, (str, os.PathLike)):
+        hub = {k: v for k, v in load_kwargs.items() if k in ("revision", "cache_dir", "local_files_only")}
+        tokenizer = BigBirdTokenizer.from_pretrained(tokenizer, **hub)
+    return cls(model, tokenizer, device=device, batch_size=batch_size, max_length=max_length, stride=stride)

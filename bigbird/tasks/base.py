@@ -1,0 +1,199 @@
+"""The task pipeline skeleton: tokenize -> windows -> batched scoring -> merge per record.
+
+Each stage is a method with plain inputs and outputs (lists, numpy arrays, dicts), so the Ray layers can run
+the stages in different processes: tokenization on CPU workers, scoring in model actors, merging afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bigbird.windows import RecordError, Window, collate, group_by_length, windows_for_record
+
+
+@dataclass
+class Encoded:
+    """A record's tokens without special tokens, with character offsets into its text."""
+
+    ids: np.ndarray  # (n,) int64
+    offsets: np.ndarray  # (n, 2) int64, [start, end) characters
+    question_ids: np.ndarray | None = None
+
+
+def resolve_device(device: int | str | torch.device | None) -> torch.device:
+    """transformers-style device: None/-1/"cpu" -> CPU, an int -> that CUDA device."""
+    if device is None or device == -1:
+        return torch.device("cpu")
+    if isinstance(device, int):
+        return torch.device("cuda", device)
+    return torch.device(device)
+
+
+class TaskPipeline:
+    """Base of the task pipelines. Subclasses set ``task``, ``model_class`` and the per-task hooks.
+
+    Args:
+        model: A loaded model of the task's class.
+        tokenizer: Its tokenizer.
+        device: Where to run (``None``/``-1``/``"cpu"``, a CUDA index or a ``torch.device``).
+        batch_size: Windows per forward pass.
+        max_length: Tokens per window (default: the model's ``max_position_embeddings``).
+        stride: Overlap between windows of a long input, in tokens.
+        max_tokens: Optional cap on tokens per forward pass (``windows x padded length``).
+    """
+
+    task: str = ""
+    model_class: type = torch.nn.Module
+    default_params: dict[str, Any] = {}
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, device: int | str | torch.device | None = None,
+                 batch_size: int = 8, max_length: int | None = None, stride: int = 128,
+                 max_tokens: int | None = None) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.config = model.config
+        limit = self.config.max_position_embeddings
+        self.max_length = limit if max_length is None else max_length
+        if not 8 <= self.max_length <= limit:
+            raise ValueError(f"max_length {self.max_length} must lie in [8, {limit}] (max_position_embeddings)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if stride < 0 or stride >= self.max_length:
+            raise ValueError(f"stride {stride} must be >= 0 and smaller than max_length {self.max_length}")
+        self.batch_size, self.stride, self.max_tokens = batch_size, stride, max_tokens
+
+    # ------------------------------------------------------------------------------------- stages
+    def encode(self, texts: Sequence[str], questions: Sequence[str] | None = None) -> list[Encoded | RecordError]:
+        """Tokenize records (batched); a record that cannot be used becomes a RecordError in its place."""
+        out: list[Encoded | RecordError] = []
+        valid = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
+        enc = self.tokenizer([texts[i] for i in valid], add_special_tokens=False, return_offsets_mapping=True,
+                             return_attention_mask=False, return_token_type_ids=False) if valid else None
+        q_enc = None
+        if questions is not None and valid:
+            q_enc = self.tokenizer([questions[i] if isinstance(questions[i], str) else "" for i in valid],
+                                   add_special_tokens=False, return_attention_mask=False,
+                                   return_token_type_ids=False)
+        slot = {i: k for k, i in enumerate(valid)}
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                out.append(RecordError(f"text must be a string, got {type(text).__name__}"))
+                continue
+            if i not in slot:
+                out.append(RecordError("empty text: nothing to score"))
+                continue
+            k = slot[i]
+            ids = np.asarray(enc["input_ids"][k], dtype=np.int64)
+            offsets = np.asarray(enc["offset_mapping"][k], dtype=np.int64).reshape(-1, 2)
+            if len(ids) == 0:
+                out.append(RecordError("text has no tokens"))
+                continue
+            q = None
+            if q_enc is not None:
+                q = np.asarray(q_enc["input_ids"][k], dtype=np.int64)
+                if not (isinstance(questions[i], str) and questions[i].strip()):
+                    out.append(RecordError("empty question"))
+                    continue
+            out.append(Encoded(ids, offsets, q))
+        return out
+
+    def windows(self, encoded: Sequence[Encoded | RecordError]) -> tuple[list[Window], dict[int, RecordError]]:
+        """Windows of every usable record, and the errors of the others (by record position)."""
+        windows: list[Window] = []
+        errors: dict[int, RecordError] = {}
+        for i, enc in enumerate(encoded):
+            if isinstance(enc, RecordError):
+                errors[i] = enc
+                continue
+            try:
+                windows.extend(windows_for_record(
+                    i, enc.ids, max_length=self.max_length, stride=self.stride, cls_id=self.tokenizer.cls_token_id,
+                    sep_id=self.tokenizer.sep_token_id, question_ids=enc.question_ids))
+            except RecordError as e:
+                errors[i] = e
+        return windows, errors
+
+    @torch.inference_mode()
+    def score(self, windows: Sequence[Window], **params: Any) -> list[dict[str, np.ndarray]]:
+        """Run the model over windows batched by length; one small output dict per window, in order."""
+        results: list[dict[str, np.ndarray] | None] = [None] * len(windows)
+        lengths = [len(w.input_ids) for w in windows]
+        for batch in group_by_length(lengths, batch_size=self.batch_size, block_size=self.config.block_size,
+                                     max_tokens=self.max_tokens):
+            items = [windows[i] for i in batch]
+            inputs = {k: v.to(self.device) for k, v in collate(items, pad_id=self.tokenizer.pad_token_id).items()}
+            outputs = self.forward(inputs)
+            for i, res in zip(batch, self.extract(items, inputs, outputs, **params)):
+                results[i] = res
+        return results  # type: ignore[return-value]
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> Any:
+        return self.model(**inputs)
+
+    # ------------------------------------------------------------------------------ task hooks
+    def records(self, inputs: Any, **params: Any) -> tuple[list[dict[str, Any]], bool]:
+        """Normalise the call's inputs to a list of records ``{"text": ..., ...}``; True if a single input."""
+        if isinstance(inputs, str):
+            return [{"text": inputs}], True
+        if isinstance(inputs, (list, tuple)) and all(isinstance(x, str) for x in inputs):
+            if not inputs:
+                raise ValueError("no inputs given")
+            return [{"text": x} for x in inputs], False
+        raise TypeError(f"{self.task} expects a string or a list of strings, got {type(inputs).__name__}")
+
+    def extract(self, windows: Sequence[Window], inputs: dict[str, torch.Tensor], outputs: Any,
+                **params: Any) -> list[dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+    def merge(self, record: dict[str, Any], encoded: Encoded, windows: Sequence[Window],
+              outputs: Sequence[dict[str, np.ndarray]], **params: Any) -> Any:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------- call
+    def run(self, records: list[dict[str, Any]], **params: Any) -> list[Any]:
+        """All stages for a list of records; a bad record's result is its RecordError."""
+        params = {**self.default_params, **params}
+        encoded = self.encode([r.get("text") for r in records],
+                              [r.get("question") for r in records] if "question" in records[0] else None)
+        windows, errors = self.windows(encoded)
+        outputs = self.score(windows, **params)
+        per_record: dict[int, list[int]] = {}
+        for k, w in enumerate(windows):
+            per_record.setdefault(w.record, []).append(k)
+        results: list[Any] = []
+        for i, record in enumerate(records):
+            if i in errors:
+                results.append(errors[i])
+                continue
+            idx = per_record[i]
+            results.append(self.merge(record, encoded[i], [windows[k] for k in idx], [outputs[k] for k in idx],
+                                      **params))
+        return results
+
+    def __call__(self, inputs: Any, **params: Any) -> Any:
+        """Score one input or a list; raises ValueError naming the first input that cannot be scored."""
+        unknown = set(params) - set(self.default_params)
+        if unknown:
+            raise ValueError(f"unknown parameters for {self.task}: {sorted(unknown)}; "
+                             f"known: {sorted(self.default_params)}")
+        records, single = self.records(inputs, **params)
+        results = self.run(records, **params)
+        for i, res in enumerate(results):
+            if isinstance(res, RecordError):
+                raise ValueError(f"input {i}: {res}")
+        return results[0] if single else results
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))

@@ -1,0 +1,65 @@
+"""Fill-mask: the most likely tokens for each ``[MASK]``, in texts of any length."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from bigbird.heads import BigBirdForMaskedLM
+from bigbird.tasks.base import Encoded, TaskPipeline
+from bigbird.windows import RecordError, Window
+
+
+class FillMaskPipeline(TaskPipeline):
+    """``pipe("Paris is the [MASK] of France.")`` -> ``[{"score", "token", "token_str", "sequence"}, ...]``;
+    a list of such lists when the text has several masks (transformers' convention)."""
+
+    task = "fill-mask"
+    model_class = BigBirdForMaskedLM
+    default_params = {"top_k": 5}
+
+    def windows(self, encoded):
+        mask_id = self.tokenizer.mask_token_id
+        for i, enc in enumerate(encoded):
+            if not isinstance(enc, RecordError) and not (enc.ids == mask_id).any():
+                encoded[i] = RecordError(f"no {self.tokenizer.mask_token} token in the text")
+        return super().windows(encoded)
+
+    def extract(self, windows: Sequence[Window], inputs: dict[str, torch.Tensor], outputs: Any,
+                **params: Any) -> list[dict[str, np.ndarray]]:
+        top_k = int(params["top_k"])
+        if top_k < 1:
+            raise ValueError(f"top_k must be positive, got {top_k}")
+        mask_id = self.tokenizer.mask_token_id
+        out = []
+        for i, w in enumerate(windows):
+            lo = w.context_start + (w.own_start - w.token_start)
+            hi = w.context_start + (w.own_end - w.token_start)
+            pos = lo + np.flatnonzero(w.input_ids[lo:hi] == mask_id)
+            probs = torch.softmax(outputs.logits[i, torch.as_tensor(pos, device=outputs.logits.device)].float(), -1)
+            scores, ids = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+            out.append({"positions": pos - w.context_start + w.token_start, "ids": ids.cpu().numpy(),
+                        "scores": scores.cpu().numpy()})
+        return out
+
+    def merge(self, record: dict[str, Any], encoded: Encoded, windows: Sequence[Window],
+              outputs: Sequence[dict[str, np.ndarray]], **params: Any) -> Any:
+        positions = np.concatenate([o["positions"] for o in outputs])
+        ids = np.concatenate([o["ids"] for o in outputs])
+        scores = np.concatenate([o["scores"] for o in outputs])
+        single = len(positions) == 1
+        tok = self.tokenizer
+        results = []
+        for p, cand_ids, cand_scores in zip(positions, ids, scores):
+            per_mask = []
+            for token_id, score in zip(cand_ids.tolist(), cand_scores.tolist()):
+                seq = encoded.ids.copy()
+                seq[p] = token_id
+                full = [tok.cls_token_id, *seq.tolist(), tok.sep_token_id]
+                per_mask.append({"score": float(score), "token": int(token_id), "token_str": tok.decode([token_id]),
+                                 "sequence": tok.decode(full, skip_special_tokens=single)})
+            results.append(per_mask)
+        return results[0] if single else results

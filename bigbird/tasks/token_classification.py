@@ -1,0 +1,99 @@
+"""Token classification (tagging) of long documents and genomes, stitched across windows.
+
+Each window predicts only the tokens it owns (overlaps split in the middle), so a chromosome of millions of
+bases comes back as one label per token, merged into entity spans with character offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from bigbird.heads import BigBirdForTokenClassification
+from bigbird.tasks.base import Encoded, TaskPipeline
+from bigbird.windows import Window
+
+STRATEGIES = ("none", "simple")
+
+
+def split_tag(label: str) -> tuple[str, str]:
+    """``B-PER`` -> (``B``, ``PER``); ``I-PER`` -> (``I``, ``PER``); a plain label is an ``I`` of itself."""
+    if label.startswith(("B-", "I-")):
+        return label[0], label[2:]
+    return "I", label
+
+
+def group_tokens(labels: np.ndarray, id2label: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of tokens forming one entity: (start index, end index exclusive) of each run, vectorised."""
+    if len(labels) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ids = sorted(id2label)
+    tags = {t: i for i, t in enumerate(sorted({split_tag(id2label[k])[1] for k in ids}))}
+    tag_of = np.zeros(max(ids) + 1, dtype=np.int64)
+    begins = np.zeros(max(ids) + 1, dtype=bool)
+    for k in ids:
+        bi, tag = split_tag(id2label[k])
+        tag_of[k], begins[k] = tags[tag], bi == "B"
+    t = tag_of[labels]
+    new = np.ones(len(labels), dtype=bool)
+    new[1:] = (t[1:] != t[:-1]) | begins[labels[1:]]
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], len(labels))
+    return starts, ends
+
+
+class TokenClassificationPipeline(TaskPipeline):
+    """``pipe(text)`` -> entities. ``aggregation_strategy="simple"`` (default) merges tokens into spans
+    ``{"entity_group", "score", "word", "start", "end"}``; ``"none"`` gives one dict per token."""
+
+    task = "token-classification"
+    model_class = BigBirdForTokenClassification
+    default_params = {"aggregation_strategy": "simple", "ignore_labels": ("O",)}
+
+    def extract(self, windows: Sequence[Window], inputs: dict[str, torch.Tensor], outputs: Any,
+                **params: Any) -> list[dict[str, np.ndarray]]:
+        probs = torch.softmax(outputs.logits.float(), dim=-1)
+        scores, labels = probs.max(dim=-1)
+        scores, labels = scores.cpu().numpy(), labels.cpu().numpy()
+        out = []
+        for i, w in enumerate(windows):
+            lo = w.context_start + (w.own_start - w.token_start)
+            hi = w.context_start + (w.own_end - w.token_start)
+            out.append({"labels": labels[i, lo:hi].astype(np.int32), "scores": scores[i, lo:hi].astype(np.float32)})
+        return out
+
+    def merge(self, record: dict[str, Any], encoded: Encoded, windows: Sequence[Window],
+              outputs: Sequence[dict[str, np.ndarray]], **params: Any) -> list[dict[str, Any]]:
+        labels = np.concatenate([o["labels"] for o in outputs]).astype(np.int64)
+        scores = np.concatenate([o["scores"] for o in outputs]).astype(np.float64)
+        assert len(labels) == len(encoded.ids), "windows must own every token exactly once"
+        return self.entities(record["text"], encoded, labels, scores, **params)
+
+    def entities(self, text: str, encoded: Encoded, labels: np.ndarray, scores: np.ndarray,
+                 **params: Any) -> list[dict[str, Any]]:
+        """Per-token labels and scores -> entity dicts with character offsets into ``text``."""
+        strategy = params.get("aggregation_strategy", "simple")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"aggregation_strategy must be one of {STRATEGIES}, got {strategy!r}")
+        ignore = set(params.get("ignore_labels") or ())
+        id2label = self.config.id2label
+        offsets = encoded.offsets
+        if strategy == "none":
+            keep = [i for i in range(len(labels)) if id2label[int(labels[i])] not in ignore]
+            tokens = self.tokenizer.convert_ids_to_tokens([int(encoded.ids[i]) for i in keep])
+            return [{"entity": id2label[int(labels[i])], "score": float(scores[i]), "index": i + 1, "word": tok,
+                     "start": int(offsets[i, 0]), "end": int(offsets[i, 1])} for i, tok in zip(keep, tokens)]
+        starts, ends = group_tokens(labels, id2label)
+        means = np.add.reduceat(scores, starts) / (ends - starts) if len(starts) else scores[:0]
+        out = []
+        for s, e, score in zip(starts, ends, means):
+            tag = split_tag(id2label[int(labels[s])])[1]
+            if tag in ignore:
+                continue
+            start, end = int(offsets[s, 0]), int(offsets[e - 1, 1])
+            out.append({"entity_group": tag, "score": float(score), "word": text[start:end].strip(),
+                        "start": start, "end": end})
+        return out
