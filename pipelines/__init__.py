@@ -1,0 +1,1 @@
+"""Data pipelines: real corpora fetched from packages and converted to the corpus parquet format."""
