@@ -109,7 +109,8 @@ def windows_for_record(record: int, context_ids: Sequence[int], *, max_length: i
         head = [cls_id, *question_ids, sep_id]
     capacity = max_length - len(head) - 1
     if capacity < 1:
-        raise RecordError(f"question of {len(question_ids or [])} tokens leaves no room for context in "
+        n_question = 0 if question_ids is None else len(question_ids)
+        raise RecordError(f"question of {n_question} tokens leaves no room for context in "
                           f"{max_length}-token windows")
     stride = min(stride, capacity // 2)
     spans = plan_windows(len(context_ids), capacity, stride)
