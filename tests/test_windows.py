@@ -27,7 +27,7 @@ def test_every_token_is_covered_and_owned_once(n, capacity, stride):
         assert s <= os_ <= oe <= e
         covered[os_:oe] += 1
     assert (covered == 1).all()
-    for (s0, e0), (s1, _) in zip(spans, spans[1:]):
+    for (_, e0), (s1, _) in zip(spans, spans[1:]):
         assert e0 - s1 >= min(stride, capacity)  # consecutive windows overlap by at least the stride
 
 
