@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bigbird.config import BigBirdConfig
 from bigbird.windows import RecordError, Window, collate, group_by_length, windows_for_record
 
 
@@ -51,13 +52,17 @@ class TaskPipeline:
     model_class: type = torch.nn.Module
     default_params: dict[str, Any] = {}
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, device: int | str | torch.device | None = None,
-                 batch_size: int = 8, max_length: int | None = None, stride: int = 128,
-                 max_tokens: int | None = None) -> None:
+    def __init__(self, model: torch.nn.Module | None, tokenizer: Any, *,
+                 device: int | str | torch.device | None = None, batch_size: int = 8, max_length: int | None = None,
+                 stride: int = 128, max_tokens: int | None = None, config: BigBirdConfig | None = None) -> None:
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        # Without a model (config given instead) the pipeline can tokenize, window and merge but not score:
+        # the Ray layers run those stages on CPU workers and scoring in model actors.
+        self.model = model.to(self.device).eval() if model is not None else None
         self.tokenizer = tokenizer
-        self.config = model.config
+        self.config = model.config if model is not None else config
+        if self.config is None:
+            raise ValueError("pass a model or, for a pipeline that does not score, its config")
         limit = self.config.max_position_embeddings
         self.max_length = limit if max_length is None else max_length
         if not 8 <= self.max_length <= limit:
@@ -122,6 +127,8 @@ class TaskPipeline:
     @torch.inference_mode()
     def score(self, windows: Sequence[Window], **params: Any) -> list[dict[str, np.ndarray]]:
         """Run the model over windows batched by length; one small output dict per window, in order."""
+        if self.model is None:
+            raise RuntimeError("this pipeline was built without a model: it cannot score")
         results: list[dict[str, np.ndarray] | None] = [None] * len(windows)
         lengths = [len(w.input_ids) for w in windows]
         for batch in group_by_length(lengths, batch_size=self.batch_size, block_size=self.config.block_size,
