@@ -1,0 +1,7 @@
+"""Tokenizers for BigBird on the ``tokenizers`` library: SentencePiece Unigram, any tokenizer.json, DNA."""
+
+from bigbird.tokenization.batch import BatchEncoding
+from bigbird.tokenization.core import BigBirdTokenizer
+from bigbird.tokenization.dna import DNATokenizer
+
+__all__ = ["BatchEncoding", "BigBirdTokenizer", "DNATokenizer"]

