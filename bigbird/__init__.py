@@ -12,6 +12,8 @@ from bigbird.heads import (
 )
 from bigbird.model import BigBirdModel
 from bigbird.modeling_utils import BigBirdPreTrainedModel
+from bigbird.tasks import pipeline
+from bigbird.tokenizer import BigBirdTokenizer, DNATokenizer
 
 __all__ = [
     "BigBirdConfig",
@@ -24,4 +26,7 @@ __all__ = [
     "BigBirdForMultipleChoice",
     "BigBirdForTokenClassification",
     "BigBirdForQuestionAnswering",
+    "BigBirdTokenizer",
+    "DNATokenizer",
+    "pipeline",
 ]
