@@ -340,7 +340,7 @@ def dispatch(command: str, rest: list[str]) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
-            raise UsageError(f"'bigbird {command}' is not available: module {module_name} is not installed") from e
+            raise UsageError(f"'bigbird {command}' is not available: module {e.name} is not installed") from e
         raise CommandError(f"'bigbird {command}' cannot start: {e}") from e
     if not callable(getattr(module, "main", None)):
         raise UsageError(f"'bigbird {command}' is not available: {module_name} has no main()")

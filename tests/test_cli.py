@@ -256,3 +256,11 @@ def test_dispatch_without_module(capsys, monkeypatch):
     code, out, err = run(capsys, ["serve", "--help"])
     assert (code, out) == (2, "")
     assert err == "bigbird: error: 'bigbird serve' is not available: module serve.cli is not installed\n"
+
+
+@pytest.mark.parametrize(("command", "module"), [("batch", "pipelines.batch"), ("serve", "serve.cli"),
+                                                 ("finetune", "jobs.finetune")])
+def test_dispatch_shows_their_help(command, module, capsys):
+    pytest.importorskip(module, reason=f"{module} is not importable here")
+    code, out, _ = run(capsys, [command, "--help"])
+    assert code == 0 and out.startswith("usage:") and command in out.splitlines()[0]
