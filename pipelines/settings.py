@@ -1,0 +1,62 @@
+"""Settings of a batch scoring job: a pydantic model, from the command line or YAML."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+BATCH_TASKS = ("question-answering", "text-classification", "token-classification")
+
+
+class BatchSettings(BaseModel):
+    """Everything a ``bigbird batch`` job needs; validated before any work starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Literal["question-answering", "text-classification", "token-classification"]
+    model: str = Field(description="model folder or hub id")
+    input: str = Field(description="parquet file or folder (any filesystem pyarrow reads)")
+    output: str = Field(description="output folder for parquet")
+    id_column: str = "id"
+    text_column: str = "text"
+    question_column: str | None = None
+    question: str | None = None
+    offset_column: str | None = Field(None, description="genome coordinate of each record's first base")
+    max_length: int | None = Field(None, ge=8)
+    stride: int = Field(128, ge=0)
+    batch_size: int = Field(8, ge=1, description="windows per forward pass")
+    max_tokens: int | None = Field(None, ge=1, description="cap on windows x padded length per forward pass")
+    records_per_batch: int = Field(16, ge=1, description="records per actor call (their windows batch together)")
+    actors: int | None = Field(None, ge=1, description="model actors (default: one per GPU, else 1)")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs per actor (default: 1 if GPUs exist)")
+    threads: int | None = Field(None, ge=1, description="torch threads per CPU actor")
+    address: str | None = None
+    resume: bool = True
+    top_k: int = Field(1, ge=1)
+    multi_label_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    aggregation_strategy: Literal["simple", "none"] = "simple"
+    max_answer_len: int = Field(15, ge=1)
+    limit: int | None = Field(None, ge=1, description="score only the first N records (smoke runs)")
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchSettings:
+        if self.max_length is not None and self.stride >= self.max_length:
+            raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length}")
+        if self.task == "question-answering":
+            if (self.question is None) == (self.question_column is None):
+                raise ValueError("question-answering needs exactly one of question_column and question")
+        elif self.question is not None or self.question_column is not None:
+            raise ValueError(f"{self.task} takes no question")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides) -> BatchSettings:
+        """Settings from a YAML mapping, with command-line overrides on top."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
