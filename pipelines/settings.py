@@ -9,6 +9,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Names the job writes itself (see pipelines.stages.output_schema).
+RESULT_COLUMNS = frozenset({"id", "error", "num_windows", "num_tokens", "padding_tokens", "label", "score",
+                            "labels", "scores", "answer", "start", "end", "entities", "offset"})
 BATCH_TASKS = ("question-answering", "text-classification", "token-classification")
 
 
@@ -26,6 +29,7 @@ class BatchSettings(BaseModel):
     question_column: str | None = None
     question: str | None = None
     offset_column: str | None = Field(None, description="genome coordinate of each record's first base")
+    keep_columns: list[str] = Field(default_factory=list, description="input columns copied to the output")
     max_length: int | None = Field(None, ge=8)
     stride: int = Field(128, ge=0)
     batch_size: int = Field(8, ge=1, description="windows per forward pass")
@@ -46,6 +50,9 @@ class BatchSettings(BaseModel):
     def _check(self) -> BatchSettings:
         if self.max_length is not None and self.stride >= self.max_length:
             raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length}")
+        clash = sorted(set(self.keep_columns) & RESULT_COLUMNS)
+        if clash:
+            raise ValueError(f"keep_columns {clash} clash with result columns; rename them in the input")
         if self.task == "question-answering":
             if (self.question is None) == (self.question_column is None):
                 raise ValueError("question-answering needs exactly one of question_column and question")

@@ -35,8 +35,9 @@ TASK_FIELDS = {
 }
 
 
-def output_schema(task: str) -> pa.Schema:
-    return pa.schema(COMMON + TASK_FIELDS[task])
+def output_schema(task: str, keep_columns: tuple[str, ...] = ()) -> pa.Schema:
+    """The result table's schema: fixed per task, plus the kept input columns (as strings)."""
+    return pa.schema(COMMON + TASK_FIELDS[task] + [(c, pa.string()) for c in keep_columns])
 
 
 @functools.lru_cache(maxsize=4)
@@ -57,7 +58,8 @@ def preprocessor(model: str, task: str, max_length: int | None, stride: int) -> 
 
 def preprocess(batch: dict[str, np.ndarray], *, model: str, task: str, max_length: int | None, stride: int,
                id_column: str, text_column: str, question_column: str | None = None,
-               question: str | None = None, offset_column: str | None = None, skip_ids=None) -> dict[str, list]:
+               question: str | None = None, offset_column: str | None = None, skip_ids=None,
+               keep_columns: tuple[str, ...] = ()) -> dict[str, list]:
     """Tokenize and window a batch of records: one row per record, its windows packed in ``payload``.
 
     Keeping a record's windows in one row means no shuffle is needed to stitch them back. Bad records get
@@ -97,6 +99,9 @@ def preprocess(batch: dict[str, np.ndarray], *, model: str, task: str, max_lengt
     for w in windows:
         per_record.setdefault(w.record, []).append(w)
     rows: dict[str, list] = {"rid": ids, "text": [], "offset": offsets, "error": [], "payload": []}
+    for c in keep_columns:
+        rows[f"keep:{c}"] = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                             for v in batch[c]]
     for i in range(len(ids)):
         if i in errors:
             rows["text"].append(None)
@@ -122,7 +127,9 @@ class Scorer:
     padded length) and merges each record's windows into its result row."""
 
     def __init__(self, *, model: str, task: str, max_length: int | None, stride: int, batch_size: int,
-                 max_tokens: int | None, threads: int | None, params: dict[str, Any]) -> None:
+                 max_tokens: int | None, threads: int | None, params: dict[str, Any],
+                 keep_columns: tuple[str, ...] = ()) -> None:
+        self.keep_columns = tuple(keep_columns)
         if threads:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -151,11 +158,14 @@ class Scorer:
         rows = []
         for i in range(n):
             rows.append(self._row(batch, i, unpacked.get(i), per_record.get(i, [])))
-        return pa.Table.from_pylist(rows, schema=output_schema(self.task))
+        return pa.Table.from_pylist(rows, schema=output_schema(self.task, self.keep_columns))
 
     def _row(self, batch: dict[str, np.ndarray], i: int, item, outputs: list) -> dict[str, Any]:
         row: dict[str, Any] = {name: None for name, _ in COMMON + TASK_FIELDS[self.task]}
         row.update(id=str(batch["rid"][i]), num_windows=0, num_tokens=0, padding_tokens=0)
+        for c in self.keep_columns:
+            value = batch[f"keep:{c}"][i]
+            row[c] = value if isinstance(value, str) else None
         if item is None:
             row["error"] = str(batch["error"][i])
             return row

@@ -39,8 +39,10 @@ def _settings(task, model, corpus, output, **kw) -> BatchSettings:
 
 def test_text_classification_job_equals_in_process_pipeline(ray_cluster, task_models, wiki_corpus, tmp_path):
     model = task_models["text-classification"]
-    stats = batch.run(_settings("text-classification", model, wiki_corpus, tmp_path / "out", stride=32))
+    stats = batch.run(_settings("text-classification", model, wiki_corpus, tmp_path / "out", stride=32,
+                                keep_columns=["source"]))
     out = _read(tmp_path / "out").to_pylist()
+    assert {r["source"] for r in out} == set(_read(wiki_corpus).column("source").to_pylist())
     source = _read(wiki_corpus)
     assert sorted(r["id"] for r in out) == sorted(source.column("id").to_pylist())  # each record once
     assert stats.records == len(out) == 8 and stats.errors == 2 and stats.tokens > 10 * 256
