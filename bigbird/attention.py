@@ -1,32 +1,56 @@
-"""Attention kernels: pure functions of tensors, no modules, no state.
+"""Attention entry points: pure functions of tensors, no modules, no state.
 
-Shapes: ``B`` batch, ``H`` heads, ``L`` sequence, ``D`` head size, ``bs`` block size,
-``M = n - 2`` middle query blocks, ``S = 5 + r`` key blocks per middle query block.
+The kernel choice for block-sparse attention lives in :func:`select_kernel`; the kernels themselves are in
+:mod:`bigbird.kernels`. Shapes: ``B`` batch, ``H`` heads, ``L`` sequence, ``D`` head size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
+from bigbird.kernels import gather
+from bigbird.kernels.common import MASK_PENALTY
 from bigbird.layout import SparseLayout
 
-# The reference adds this to the scores of masked keys in block-sparse attention.
-MASK_PENALTY = -10000.0
+__all__ = ["MASK_PENALTY", "KERNELS", "block_sparse_attention", "full_attention", "select_kernel"]
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, *,
-            need_weights: bool, dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """softmax(q k^T / sqrt(D) + bias) v over any leading batch dims."""
-    if not need_weights:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p), None
-    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
-    if bias is not None:
-        scores = scores + bias
-    probs = torch.softmax(scores, dim=-1)
-    if dropout_p > 0.0:
-        probs = F.dropout(probs, p=dropout_p)
-    return torch.matmul(probs, v), probs
+def _cpu_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layout: SparseLayout,
+               key_mask: torch.Tensor | None) -> torch.Tensor:
+    from bigbird.kernels.cpu_flash import block_sparse_cpu  # registers the custom ops on first use
+
+    return block_sparse_cpu(q, k, v, layout.blocks, layout.slot_valid, key_mask)[0]
+
+
+# name -> kernel(q, k, v, *, layout, key_mask) -> (B, H, L, D) context.
+KERNELS: dict[str, Callable[..., torch.Tensor]] = {
+    "cpu_flash": _cpu_flash,
+    "sdpa_gather": gather.sdpa_gather,
+}
+
+
+def select_kernel(device: torch.device, dtype: torch.dtype, requires_grad: bool) -> str:
+    """The block-sparse kernel for a call: a name in :data:`KERNELS`.
+
+    Measured (benchmarks/README.md): on CPU the tiled flash kernel beats a single gather + SDPA forward
+    (tiles avoid page-faulting ~100 MB per layer) and backward (it recomputes the gathers instead of
+    saving them), in float32 and bfloat16; float16 has no fast CPU path in PyTorch, so it keeps the same
+    kernel, still the faster of the two. Elsewhere (CUDA) ``scaled_dot_product_attention`` on the gathered
+    blocks dispatches to the fused GPU kernels and has their backward. ``requires_grad`` is part of the
+    decision on purpose: a forward-only kernel (FlexAttention on CPU) would be valid only without it.
+
+    Args:
+        device: Where ``q``, ``k``, ``v`` live.
+        dtype: Their dtype.
+        requires_grad: Whether the call needs a backward.
+    """
+    del requires_grad  # both kernels have a backward and the choice does not depend on it (measured)
+    if device.type == "cpu" and dtype in (torch.float32, torch.bfloat16, torch.float16):
+        return "cpu_flash"
+    return "sdpa_gather"
 
 
 def full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.Tensor | None,
@@ -44,7 +68,15 @@ def full_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: t
     Returns:
         ``(B, H, Lq, D)`` context and the probabilities or None.
     """
-    return _attend(q, k, v, bias, need_weights=need_weights, dropout_p=dropout_p)
+    if not need_weights:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p), None
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+    if bias is not None:
+        scores = scores + bias
+    probs = torch.softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, p=dropout_p)
+    return torch.matmul(probs, v), probs
 
 
 def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layout: SparseLayout,
@@ -61,50 +93,23 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
 
     Returns:
         ``(B, H, L, D)`` context and the probabilities or None.
+
+    Raises:
+        ValueError: If the shapes do not match the layout or each other.
     """
     B, H, L, D = q.shape
     bs, n = layout.block_size, layout.num_blocks
     if L != n * bs:
         raise ValueError(f"sequence length {L} does not match the layout ({n} blocks of {bs})")
-    M, S = n - 2, layout.blocks.shape[-1]
-    dtype = q.dtype
-
-    # Global query blocks 0 and n-1 see every key.
-    q_glob = torch.cat([q[:, :, :bs], q[:, :, -bs:]], dim=2)  # (B, H, 2bs, D)
-    glob_bias = None
-    if key_mask is not None:
-        glob_bias = ((1.0 - key_mask.to(dtype)) * MASK_PENALTY)[:, None, None, :]  # (B, 1, 1, L)
-    out_glob, p_glob = _attend(q_glob, k, v, glob_bias, need_weights=need_weights)
-
-    # Middle query blocks see S gathered key blocks each.
-    heads = torch.arange(H, device=q.device)[:, None, None]
-    kb = k.view(B, H, n, bs, D)
-    vb = v.view(B, H, n, bs, D)
-    k_mid = kb[:, heads, layout.blocks].reshape(B, H, M, S * bs, D)  # (B, H, M, S*bs, D)
-    v_mid = vb[:, heads, layout.blocks].reshape(B, H, M, S * bs, D)
-    allowed = layout.slot_valid[None, None, :, :, None].to(dtype)  # (1, 1, M, S, 1)
-    if key_mask is not None:
-        allowed = allowed * key_mask.to(dtype).view(B, n, bs)[:, layout.blocks]  # (B, H, M, S, bs)
-    mid_bias = ((1.0 - allowed) * MASK_PENALTY).expand(-1, -1, -1, -1, bs).reshape(
-        allowed.shape[0], allowed.shape[1], M, 1, S * bs)  # (B|1, H|1, M, 1, S*bs)
-    q_mid = q[:, :, bs:-bs].reshape(B, H, M, bs, D)
-    out_mid, p_mid = _attend(q_mid, k_mid, v_mid, mid_bias, need_weights=need_weights)
-
-    out = torch.cat([out_glob[:, :, :bs], out_mid.reshape(B, H, M * bs, D), out_glob[:, :, bs:]], dim=2)
-    if key_mask is not None:
-        out = out * key_mask.to(dtype)[:, None, :, None]
-
-    probs = None
+    if k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"q, k, v must have the same shape, got {tuple(q.shape)}, {tuple(k.shape)}, "
+                         f"{tuple(v.shape)}")
+    if layout.blocks.shape[0] != H:
+        raise ValueError(f"the layout has {layout.blocks.shape[0]} heads, q has {H}")
+    if key_mask is not None and tuple(key_mask.shape) != (B, L):
+        raise ValueError(f"key_mask must have shape {(B, L)}, got {tuple(key_mask.shape)}")
     if need_weights:
-        probs = _dense_probs(p_glob, p_mid, layout, B, H, L)
-    return out, probs
-
-
-def _dense_probs(p_glob: torch.Tensor, p_mid: torch.Tensor, layout: SparseLayout, B: int, H: int,
-                 L: int) -> torch.Tensor:
-    """Scatter block probabilities into a dense ``(B, H, L, L)`` matrix (only when asked for)."""
-    bs, M = layout.block_size, layout.num_blocks - 2
-    cols = (layout.blocks[..., None] * bs + torch.arange(bs, device=p_mid.device)).reshape(H, M, -1)
-    mid = p_mid.new_zeros(B, H, M, bs, L)
-    mid.scatter_add_(-1, cols[None, :, :, None, :].expand(B, H, M, bs, cols.shape[-1]), p_mid)
-    return torch.cat([p_glob[:, :, :bs], mid.reshape(B, H, M * bs, L), p_glob[:, :, bs:]], dim=2)
+        return gather.explicit(q, k, v, layout=layout, key_mask=key_mask)
+    requires_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    kernel = KERNELS[select_kernel(q.device, q.dtype, requires_grad)]
+    return kernel(q, k, v, layout=layout, key_mask=key_mask), None

@@ -1,0 +1,284 @@
+"""Attention alone: our block-sparse kernel against transformers' BigBird attention and dense SDPA.
+
+Two levels, each with its own reference, both measured in this run:
+
+* ``kernel``: attention on given ``q, k, v`` ``(1, H, L, D)``. ``ours`` is
+  :func:`bigbird.attention.block_sparse_attention`; ``hf_sparse`` is the computation inside transformers'
+  ``BigBirdBlockSparseAttention`` (its ``bigbird_block_sparse_attention`` method, which also builds the
+  dense probability matrix it always returns); ``sdpa_dense`` is full attention through
+  ``F.scaled_dot_product_attention``.
+* ``layer``: the query/key/value projections plus attention on hidden states ``(1, L, H*D)``, same weights:
+  ``ours_layer`` against ``hf_sparse_layer`` (the ``BigBirdBlockSparseAttention`` module) and
+  ``hf_full_layer`` (``BigBirdSelfAttention``, ``original_full``).
+
+Every implementation runs in its own process (see benchmarks/common.py for the timing and memory method).
+
+    python benchmarks/bench_attention.py                 # the full default run
+    python benchmarks/bench_attention.py --quick         # CI smoke test, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+
+from benchmarks import common
+
+FULL = dict(heads=12, head_size=64, block_size=64, num_random_blocks=3,
+            lengths=[1024, 2048, 4096, 8192, 16384])
+QUICK = dict(heads=2, head_size=16, block_size=16, num_random_blocks=2, lengths=[256, 512])
+IMPLS = {  # name -> (level, transformers?)
+    "ours": ("kernel", False),
+    "hf_sparse": ("kernel", True),
+    "sdpa_dense": ("kernel", False),
+    "ours_layer": ("layer", False),
+    "hf_sparse_layer": ("layer", True),
+    "hf_full_layer": ("layer", True),
+}
+REFERENCE = {"kernel": "hf_sparse", "layer": "hf_sparse_layer"}
+DENSE = {"sdpa_dense", "hf_full_layer"}
+
+
+# ---------------------------------------------------------------------------------------------- worker
+
+
+def _hf_config(spec: dict, max_len: int):
+    import transformers
+
+    return transformers.BigBirdConfig(hidden_size=spec["heads"] * spec["head_size"],
+                                      num_attention_heads=spec["heads"], block_size=spec["block_size"],
+                                      num_random_blocks=spec["num_random_blocks"], max_position_embeddings=max_len,
+                                      attention_probs_dropout_prob=0.0, use_bias=True)
+
+
+def _setup(spec: dict, impl: str, length: int, grad: bool):
+    """Inputs and a zero-argument call returning the ``(1, H, L, D)`` context for one point."""
+    import torch.nn.functional as F
+
+    from bigbird.attention import block_sparse_attention
+    from bigbird.layout import sparse_layout
+
+    H, D, bs, r = spec["heads"], spec["head_size"], spec["block_size"], spec["num_random_blocks"]
+    max_len = max(spec["lengths"])
+    torch.manual_seed(length)
+    C = H * D
+    key_mask = torch.ones(1, length)
+    layout = sparse_layout(seed=0, seq_len=length, block_size=bs, num_random_blocks=r, num_heads=H,
+                           max_seq_len=max_len)
+    level = IMPLS[impl][0]
+    if level == "kernel":
+        q, k, v = (torch.randn(1, H, length, D, requires_grad=grad) for _ in range(3))
+        leaves = [q, k, v]
+    else:
+        x = torch.randn(1, length, C, requires_grad=grad)
+        leaves = [x]
+
+    if impl == "ours":
+        return leaves, lambda: block_sparse_attention(q, k, v, layout=layout, key_mask=key_mask)[0]
+    if impl == "sdpa_dense":
+        return leaves, lambda: F.scaled_dot_product_attention(q, k, v)
+
+    from transformers.models.big_bird.modeling_big_bird import (
+        BigBirdBlockSparseAttention,
+        BigBirdModel,
+        BigBirdSelfAttention,
+    )
+
+    torch.manual_seed(0)
+    sparse = BigBirdBlockSparseAttention(_hf_config(spec, max_len), seed=0).train()  # train: seeded blocks
+    for p in sparse.parameters():
+        p.requires_grad_(grad)
+    blocked, band, from_mask, to_mask = BigBirdModel.create_masks_for_block_sparse_attn(key_mask, bs)
+
+    def heads(t: torch.Tensor) -> torch.Tensor:
+        return t.view(1, length, H, D).transpose(1, 2)  # (1, H, L, D)
+
+    if impl == "hf_sparse":
+        def call():
+            out, _ = sparse.bigbird_block_sparse_attention(
+                q, k, v, band, from_mask, to_mask, blocked, blocked, H, r, D, bs, bs, 1, length, length,
+                seed=0, plan_from_length=None, plan_num_rand_blocks=None)
+            return out.transpose(1, 2)  # it returns (1, L, H, D)
+        return leaves, call
+    if impl == "hf_sparse_layer":
+        return leaves, lambda: heads(sparse(x, band_mask=band, from_mask=from_mask, to_mask=to_mask,
+                                            from_blocked_mask=blocked, to_blocked_mask=blocked)[0])
+    if impl == "hf_full_layer":
+        full = BigBirdSelfAttention(_hf_config(spec, max_len)).train()
+        full.load_state_dict(sparse.state_dict())
+        for p in full.parameters():
+            p.requires_grad_(grad)
+        return leaves, lambda: heads(full(x)[0])
+    if impl == "ours_layer":
+        wq, wk, wv = sparse.query, sparse.key, sparse.value
+
+        def call():
+            q_, k_, v_ = (heads(F.linear(x, w.weight, w.bias)) for w in (wq, wk, wv))
+            return block_sparse_attention(q_, k_, v_, layout=layout, key_mask=key_mask)[0]
+        return leaves, call
+    raise ValueError(f"unknown implementation {impl!r}")
+
+
+def _sample(out: torch.Tensor) -> list[float]:
+    """A few output values, to check the implementations compute the same thing."""
+    L = out.shape[2]
+    return out[0, :, :: max(1, L // 8), :4].detach().float().flatten().tolist()
+
+
+def worker(spec: dict, report=common.emit) -> None:
+    """Measure ``spec["impls"]`` at every length and mode, calling ``report`` with each result."""
+    torch.set_num_threads(spec["threads"])
+    for impl in spec["impls"]:
+        _measure(spec, impl, report)
+
+
+def _measure(spec: dict, impl: str, report) -> None:
+    warm: set[str] = set()
+    for length in spec["lengths"]:
+        for mode in spec["modes"]:
+            if length > spec["caps"].get(f"{impl}:{mode}", 1 << 30):
+                continue
+            grad = mode == "forward+backward"
+            leaves, call = _setup(spec, impl, length, grad)
+            if grad:
+                def step(call=call, leaves=leaves):
+                    out = call()
+                    out.backward(torch.ones_like(out))
+                    for t in leaves:
+                        t.grad = None
+                    return out
+            else:
+                def step(call=call):
+                    with torch.no_grad():
+                        return call()
+            if mode not in warm:  # one-time costs (lazy imports, op registration) stay out of the numbers
+                step()
+                warm.add(mode)
+            base = common.memory_baseline()
+            start = time.perf_counter()
+            out = step()
+            first = time.perf_counter() - start
+            peak = common.peak_mib_since(base)
+            sample = _sample(out)
+            del out
+            if first < spec["max_call_s"]:
+                timing = common.time_calls(step, spec["repeat"], budget_s=spec["point_budget_s"])
+            else:  # one call is the measurement
+                timing = {"best": first, "median": first, "runs": 1}
+            report({"impl": impl, "mode": mode, "length": length, "time_s": timing["best"],
+                    "median_s": timing["median"], "runs": timing["runs"], "peak_mib": peak, "sample": sample})
+
+
+# ---------------------------------------------------------------------------------------------- parent
+
+
+def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
+    from bigbird.layout import sparse_layout
+
+    H, D = spec["heads"], spec["head_size"]
+    if impl in DENSE:
+        attn = common.attention_flops(H * length * length, D)
+    else:
+        layout = sparse_layout(seed=0, seq_len=length, block_size=spec["block_size"],
+                               num_random_blocks=spec["num_random_blocks"], num_heads=H,
+                               max_seq_len=max(spec["lengths"]))
+        attn = common.attention_flops(common.sparse_pairs(layout), D)
+    proj = 3 * 2 * length * (H * D) ** 2 if IMPLS[impl][0] == "layer" else 0
+    return (attn + proj) * (3 if mode == "forward+backward" else 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", help="sequence lengths (multiples of the block size)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed calls per point after a warm-up")
+    parser.add_argument("--threads", type=int,
+                        help="torch.set_num_threads in every process (default 2; 1 with --quick, which must "
+                             "stay fast on a busy CI machine where OpenMP threads wait for each other)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the CI smoke test")
+    parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
+    parser.add_argument("--ref-max", type=int, default=8192,
+                        help="longest length for the transformers implementations (they build L x L)")
+    parser.add_argument("--dense-backward-max", type=int, default=8192,
+                        help="longest length for dense attention forward+backward")
+    parser.add_argument("--out", type=Path, default=common.RESULTS, help="where the table and plot go")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads is None:
+        args.threads = 1 if args.quick else 2
+    if args.worker:
+        worker(json.loads(args.worker))
+        return
+
+    base = dict(QUICK if args.quick else FULL)
+    spec = {**base, "lengths": sorted(args.lengths or base["lengths"]), "threads": args.threads,
+            "repeat": 1 if args.quick else args.repeat, "modes": ["forward", "forward+backward"],
+            "max_call_s": 15.0,
+            "point_budget_s": 2.0 if args.quick else 10.0}
+    caps = {}
+    for impl, (_, is_hf) in IMPLS.items():
+        for mode in spec["modes"]:
+            cap = args.ref_max if is_hf else 1 << 30
+            if impl in DENSE and mode == "forward+backward":
+                cap = min(cap, args.dense_backward_max)
+            caps[f"{impl}:{mode}"] = cap
+    spec["caps"] = caps
+
+    torch.set_num_threads(args.threads)
+    mm_size = 1024 if args.quick else 4096
+    mm_before = common.mm_gflops(mm_size)
+    started = time.perf_counter()
+    rows: list[dict] = []
+    if args.quick:  # in this process: the smoke test must not pay for more interpreter start-ups
+        worker({**spec, "impls": args.impls}, report=rows.append)
+    for impl in [] if args.quick else args.impls:  # one fresh process per implementation
+        t0 = time.perf_counter()
+        rows += common.run_worker(Path(__file__), {**spec, "impls": [impl]}, timeout_s=900)
+        print(f"  {impl}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    mm_after = common.mm_gflops(mm_size)
+    mm = max(mm_before, mm_after)
+
+    by_key = {(r["impl"], r["mode"], r["length"]): r for r in rows}
+    for r in rows:
+        level = IMPLS[r["impl"]][0]
+        ref = by_key.get((REFERENCE[level], r["mode"], r["length"]))
+        r["level"] = level
+        r["gflops"] = _flops(spec, r["impl"], r["length"], r["mode"]) / r["time_s"] / 1e9
+        r["pct_mm"] = 100 * r["gflops"] / mm
+        if ref is not None:
+            r["speedup"] = ref["time_s"] / r["time_s"]
+            r["mem_ratio"] = r["peak_mib"] / ref["peak_mib"] if ref["peak_mib"] > 0 else None
+            if r["impl"] not in DENSE:
+                r["max_diff"] = max(abs(a - b) for a, b in zip(r["sample"], ref["sample"]))
+    rows.sort(key=lambda r: (r["level"], r["mode"], r["length"], r["impl"]))
+
+    columns = [("level", "level"), ("mode", "mode"), ("length", "L"), ("impl", "implementation"),
+               ("time_s", "best s"), ("median_s", "median s"), ("speedup", "speed-up vs hf_sparse"),
+               ("gflops", "GFLOP/s"), ("pct_mm", "% of mm"), ("peak_mib", "peak MiB"),
+               ("mem_ratio", "mem / hf_sparse"), ("max_diff", "max |diff| vs hf")]
+    text = common.table(rows, columns)
+    cfg = {k: spec[k] for k in ("heads", "head_size", "block_size", "num_random_blocks", "threads", "repeat")}
+    command = "python benchmarks/bench_attention.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = (f"# Attention benchmark\n\nmachine: {common.machine()}\ncommand: `{command.strip()}`\n"
+              f"config: {cfg}\ntorch.mm fp32 {mm_size}^3: {mm_before:.0f} GFLOP/s before, {mm_after:.0f} after "
+              f"(% of mm uses {mm:.0f})\nwall time: {time.perf_counter() - started:.0f} s\n")
+    print(header)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "attention.md").write_text(header + "\n" + text + "\n")
+    (args.out / "attention.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": rows}, indent=1))
+    common.plot(rows, args.out / "attention.png",
+                f"attention alone, H={spec['heads']} D={spec['head_size']} block={spec['block_size']} "
+                f"r={spec['num_random_blocks']}, {args.threads} threads")
+    print(f"\nwrote {args.out / 'attention.md'} and {args.out / 'attention.png'}")
+
+
+if __name__ == "__main__":
+    main()

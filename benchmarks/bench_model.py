@@ -1,0 +1,259 @@
+"""The whole encoder: ours against transformers' BigBirdModel with the same weights.
+
+transformers' ``BigBirdModel`` (base size by default, random weights, dropout 0) is saved once with
+``save_pretrained``; each implementation loads that folder in its own fresh process (ours through
+``bigbird.BigBirdModel.from_pretrained``). Both run in ``train()`` mode, where transformers draws the
+seeded random blocks ours uses (dropout is 0, so the outputs must agree: the table shows the gap).
+
+    python benchmarks/bench_model.py                     # the full default run (~10 min on 2 cores)
+    python benchmarks/bench_model.py --quick             # CI smoke test
+    python benchmarks/bench_model.py --backward-max 16384 --lengths 4096 16384   # longer training sweep
+
+Default caps, all overridable: transformers block-sparse up to ``--ref-max`` (8,192: it builds an L x L
+probability matrix per layer), transformers full attention up to 4,096, our full attention up to 8,192
+(16,384 takes minutes), forward+backward up to ``--backward-max`` (4,096); the extra ``--crossover``
+lengths run our two attention types forward only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+
+from benchmarks import common
+
+BASE = dict(vocab_size=50358, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+            intermediate_size=3072, block_size=64, num_random_blocks=3,
+            lengths=[1024, 2048, 4096, 8192, 16384, 32768], crossover=[768, 1536])
+QUICK = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+             intermediate_size=128, block_size=16, num_random_blocks=2, lengths=[256, 512], crossover=[])
+IMPLS = {  # name -> (library, attention_type)
+    "ours_sparse": ("ours", "block_sparse"),
+    "ours_full": ("ours", "original_full"),
+    "hf_sparse": ("transformers", "block_sparse"),
+    "hf_full": ("transformers", "original_full"),
+}
+REFERENCE = {"ours_sparse": "hf_sparse", "ours_full": "hf_full", "hf_sparse": "hf_sparse", "hf_full": "hf_full"}
+
+
+# ---------------------------------------------------------------------------------------------- worker
+
+
+def _load(spec: dict, impl: str) -> torch.nn.Module:
+    library, attention_type = IMPLS[impl]
+    if library == "ours":
+        import bigbird
+
+        model = bigbird.BigBirdModel.from_pretrained(spec["folder"], attention_type=attention_type)
+    else:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        model = transformers.BigBirdModel.from_pretrained(spec["folder"], attention_type=attention_type)
+    return model.train()  # dropout is 0; train() makes transformers draw the seeded random blocks
+
+
+def worker(spec: dict, report=common.emit) -> None:
+    """Measure ``spec["impls"]`` at their points, calling ``report`` with each result."""
+    torch.set_num_threads(spec["threads"])
+    for impl in spec["impls"]:
+        model = _load(spec, impl)
+        warm: set[str] = set()
+        for length, mode in spec["points"][impl]:
+            report(_measure(spec, model, impl, length, mode, warm_up=mode not in warm))
+            warm.add(mode)
+        del model
+
+
+def _measure(spec: dict, model: torch.nn.Module, impl: str, length: int, mode: str, warm_up: bool) -> dict:
+    g = torch.Generator().manual_seed(length)
+    ids = torch.randint(5, spec["vocab_size"], (1, length), generator=g)
+    mask = torch.ones_like(ids)
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return model(input_ids=ids, attention_mask=mask).last_hidden_state
+
+    def forward_backward() -> torch.Tensor:
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        out.float().square().mean().backward()
+        model.zero_grad(set_to_none=True)
+        return out.detach()
+
+    step = forward if mode == "forward" else forward_backward
+    if warm_up:  # one-time costs (lazy imports, op registration) stay out of the numbers
+        step()
+    base = common.memory_baseline()
+    start = time.perf_counter()
+    out = step()
+    first = time.perf_counter() - start
+    peak = common.peak_mib_since(base)
+    sample = out[0, :: max(1, length // 8), :8].float().flatten().tolist()
+    del out
+    if first < spec["max_call_s"]:
+        timing = common.time_calls(step, spec["repeat"], budget_s=spec["point_budget_s"])
+    else:  # one call is the measurement (it includes the first-call costs: page faults, layout draw)
+        timing = {"best": first, "median": first, "runs": 1}
+    return {"impl": impl, "mode": mode, "length": length, "time_s": timing["best"], "median_s": timing["median"],
+            "runs": timing["runs"], "peak_mib": peak, "sample": sample}
+
+
+# ---------------------------------------------------------------------------------------------- parent
+
+
+def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
+    from bigbird.layout import sparse_layout
+
+    H, C = spec["num_attention_heads"], spec["hidden_size"]
+    if IMPLS[impl][1] == "block_sparse":
+        layout = sparse_layout(seed=0, seq_len=length, block_size=spec["block_size"],
+                               num_random_blocks=spec["num_random_blocks"], num_heads=H,
+                               max_seq_len=spec["max_position_embeddings"])
+        pairs = common.sparse_pairs(layout)  # the same count for every layer
+    else:
+        pairs = H * length * length
+    fwd = common.encoder_flops(length, C, spec["intermediate_size"], spec["num_hidden_layers"], pairs, C // H)
+    return fwd * (3 if mode == "forward+backward" else 1)
+
+
+def _points(spec: dict, args) -> dict[str, list[tuple[int, str]]]:
+    caps = {"ours_sparse": 1 << 30, "ours_full": args.full_max, "hf_sparse": args.ref_max,
+            "hf_full": min(args.ref_max, args.ref_full_max)}
+    points: dict[str, list[tuple[int, str]]] = {}
+    for impl in args.impls:
+        pts = [(L, "forward") for L in spec["lengths"] if L <= caps[impl]]
+        if impl.startswith("ours"):
+            pts += [(L, "forward") for L in spec["crossover"] if L <= caps[impl]]
+        pts += [(L, "forward+backward") for L in spec["lengths"] if L <= min(caps[impl], args.backward_max)]
+        points[impl] = sorted(set(pts), key=lambda p: (p[1] != "forward", p[0]))
+    return points
+
+
+def _crossover(rows: list[dict]) -> str:
+    """Where our block-sparse model starts beating our full-attention model (forward)."""
+    sparse = {r["length"]: r["time_s"] for r in rows if r["impl"] == "ours_sparse" and r["mode"] == "forward"}
+    full = {r["length"]: r["time_s"] for r in rows if r["impl"] == "ours_full" and r["mode"] == "forward"}
+    both = sorted(set(sparse) & set(full))
+    if not both:
+        return "not measured"
+    faster = [L for L in both if sparse[L] < full[L]]
+    if not faster:
+        return f"full attention is faster at every measured length ({both[0]}..{both[-1]})"
+    first = min(L for L in faster if all(sparse[M] < full[M] for M in both if M >= L))
+    below = [L for L in both if L < first]
+    ratios = ", ".join(f"{L}: {full[L] / sparse[L]:.2f}x" for L in both)
+    where = f"between {below[-1]} and {first}" if below else f"at or below {first}"
+    return f"block-sparse is faster from {first} tokens up (crossover {where}); full/sparse time: {ratios}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", help="sequence lengths (multiples of the block size)")
+    parser.add_argument("--crossover", type=int, nargs="*", help="extra lengths, ours only, forward only")
+    parser.add_argument("--repeat", type=int, default=3, help="timed calls per point after a warm-up")
+    parser.add_argument("--threads", type=int,
+                        help="torch.set_num_threads in every process (default 2; 1 with --quick, which must "
+                             "stay fast on a busy CI machine where OpenMP threads wait for each other)")
+    parser.add_argument("--quick", action="store_true", help="a tiny model, for the CI smoke test")
+    parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
+    parser.add_argument("--ref-max", type=int, default=8192, help="longest length for transformers")
+    parser.add_argument("--ref-full-max", type=int, default=4096, help="longest length for transformers full")
+    parser.add_argument("--full-max", type=int, default=8192, help="longest length for our full attention")
+    parser.add_argument("--backward-max", type=int, default=4096, help="longest length for forward+backward")
+    parser.add_argument("--out", type=Path, default=common.RESULTS, help="where the table and plot go")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads is None:
+        args.threads = 1 if args.quick else 2
+    if args.worker:
+        worker(json.loads(args.worker))
+        return
+
+    import transformers
+
+    cfg = dict(QUICK if args.quick else BASE)
+    lengths = sorted(args.lengths or cfg.pop("lengths"))
+    crossover = sorted(args.crossover if args.crossover is not None else cfg.pop("crossover"))
+    cfg.pop("lengths", None), cfg.pop("crossover", None)
+    max_pos = max(lengths + crossover)
+    spec = {**cfg, "max_position_embeddings": max_pos, "lengths": lengths, "crossover": crossover,
+            "threads": args.threads, "repeat": 1 if args.quick else args.repeat, "max_call_s": 15.0,
+            "point_budget_s": 2.0 if args.quick else 12.0}
+    spec["points"] = _points(spec, args)
+
+    torch.set_num_threads(args.threads)
+    mm_size = 1024 if args.quick else 4096
+    mm_before = common.mm_gflops(mm_size)
+    started = time.perf_counter()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bigbird-bench-") as folder:
+        transformers.logging.set_verbosity_error()
+        torch.manual_seed(0)
+        hf_config = transformers.BigBirdConfig(**cfg, max_position_embeddings=max_pos, hidden_dropout_prob=0.0,
+                                               attention_probs_dropout_prob=0.0)
+        transformers.BigBirdModel(hf_config).save_pretrained(folder)
+        spec["folder"] = folder
+        if args.quick:  # in this process: the smoke test must not pay for more interpreter start-ups
+            worker({**spec, "impls": args.impls}, report=rows.append)
+        for impl in [] if args.quick else args.impls:
+            t0 = time.perf_counter()
+            rows += common.run_worker(Path(__file__), {**spec, "impls": [impl]}, timeout_s=1200)
+            print(f"  {impl}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    mm_after = common.mm_gflops(mm_size)
+    mm = max(mm_before, mm_after)
+
+    by_key = {(r["impl"], r["mode"], r["length"]): r for r in rows}
+    for r in rows:
+        r["tokens_s"] = r["length"] / r["time_s"]
+        r["gflops"] = _flops(spec, r["impl"], r["length"], r["mode"]) / r["time_s"] / 1e9
+        r["pct_mm"] = 100 * r["gflops"] / mm
+        ref = by_key.get((REFERENCE[r["impl"]], r["mode"], r["length"]))
+        if ref is not None:
+            r["speedup"] = ref["time_s"] / r["time_s"]
+            r["mem_ratio"] = r["peak_mib"] / ref["peak_mib"] if ref["peak_mib"] > 0 else None
+            r["max_diff"] = max(abs(a - b) for a, b in zip(r["sample"], ref["sample"]))
+        full = by_key.get(("ours_full", r["mode"], r["length"]))
+        if r["impl"] == "ours_sparse" and full is not None:
+            r["vs_ours_full"] = full["time_s"] / r["time_s"]
+    rows.sort(key=lambda r: (r["mode"], r["length"], r["impl"]))
+
+    columns = [("mode", "mode"), ("length", "L"), ("impl", "implementation"), ("time_s", "best s"),
+               ("median_s", "median s"), ("runs", "runs"), ("tokens_s", "tokens/s"),
+               ("speedup", "speed-up vs hf same attention"), ("vs_ours_full", "speed-up vs ours_full"),
+               ("gflops", "GFLOP/s"), ("pct_mm", "% of mm"), ("peak_mib", "peak MiB"),
+               ("mem_ratio", "mem / hf"), ("max_diff", "max |diff| vs hf")]
+    text = common.table(rows, columns)
+    growth = {r["length"]: r["peak_mib"] for r in rows if r["impl"] == "ours_sparse" and r["mode"] == "forward"}
+    notes = [f"crossover: {_crossover(rows)}"]
+    if 4096 in growth and 16384 in growth:
+        notes.append(f"ours_sparse forward peak memory 4096 -> 16384: {growth[16384] / growth[4096]:.2f}x")
+    model_cfg = {k: spec[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                                      "vocab_size", "block_size", "num_random_blocks", "max_position_embeddings")}
+    command = "python benchmarks/bench_model.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = (f"# Model benchmark\n\nmachine: {common.machine()}\ncommand: `{command.strip()}`\n"
+              f"model: {model_cfg}, batch 1, threads {args.threads}, repeat {spec['repeat']}\n"
+              f"torch.mm fp32 {mm_size}^3: {mm_before:.0f} GFLOP/s before, {mm_after:.0f} after "
+              f"(% of mm uses {mm:.0f})\nwall time: {time.perf_counter() - started:.0f} s\n")
+    print(header)
+    print(text)
+    print("\n" + "\n".join(notes))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "model.md").write_text(header + "\n" + text + "\n\n" + "\n".join(notes) + "\n")
+    (args.out / "model.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": rows}, indent=1))
+    common.plot(rows, args.out / "model.png",
+                f"BigBird encoder H={spec['hidden_size']} x {spec['num_hidden_layers']} layers, batch 1, "
+                f"{args.threads} threads")
+    print(f"\nwrote {args.out / 'model.md'} and {args.out / 'model.png'}")
+
+
+if __name__ == "__main__":
+    main()

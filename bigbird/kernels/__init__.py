@@ -1,0 +1,1 @@
+"""Block-sparse attention kernels; :func:`bigbird.attention.select_kernel` picks one per call."""
