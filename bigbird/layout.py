@@ -207,6 +207,13 @@ def _layout_on(device: torch.device, key: tuple) -> SparseLayout:
     return _layout_cpu(*key).to(device)
 
 
+@torch.compiler.assume_constant_result
+def _layout_constant(device: torch.device, key: tuple) -> SparseLayout:
+    # Under torch.compile the layout is a constant of the graph (it depends only on Python ints), so the
+    # numpy draw never runs inside a traced region and causes no graph break.
+    return _layout_on(device, key)
+
+
 def sparse_layout(*, seed: int, seq_len: int, block_size: int, num_random_blocks: int, num_heads: int,
                   max_seq_len: int, zero_random: bool = False,
                   device: torch.device | str = "cpu") -> SparseLayout:
@@ -233,4 +240,4 @@ def sparse_layout(*, seed: int, seq_len: int, block_size: int, num_random_blocks
     if seq_len // block_size < 5:
         raise ValueError(f"block-sparse attention needs at least 5 blocks, got {seq_len // block_size}")
     key = (seed, seq_len, block_size, num_random_blocks, num_heads, max_seq_len, zero_random)
-    return _layout_on(torch.device(device), key)
+    return _layout_constant(torch.device(device), key)

@@ -292,3 +292,15 @@ def test_reference_switches_state_but_we_do_not(tmp_path):
     assert ref.attention_type == "original_full"
     assert ours.attention_kind(200) == "block_sparse"
     assert isinstance(ref, transformers.BigBirdModel)
+
+
+@pytest.mark.parametrize("attention_type", ["block_sparse", "original_full"])
+def test_torch_compile_full_graph(tmp_path, attention_type):
+    """One graph, no breaks: no host-side numpy or data-dependent Python in forward."""
+    _, ours = _pair(tmp_path, "BigBirdForMaskedLM", attention_type=attention_type)
+    ids, mask = random_batch(2, 200, pad_from=150)
+    compiled = torch.compile(ours, fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        expected = ours(input_ids=ids, attention_mask=mask).logits
+        got = compiled(input_ids=ids, attention_mask=mask).logits
+    assert torch.allclose(expected, got, atol=1e-5)
