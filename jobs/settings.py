@@ -1,0 +1,362 @@
+"""Job settings: YAML (plus ``key=value`` overrides) -> validated pydantic models.
+
+A job file has six sections; every field has a default except ``task``, ``model`` and ``data.train``::
+
+    task: text-classification          # question-answering | text-classification | token-classification | masked-lm
+    model: {from_scratch: {...}, tokenizer: dna}   # or {from_pretrained: FOLDER_OR_HUB_ID}
+    data: {train: data/rrna16s, eval_fraction: 0.1, max_length: 1600, stride: 128}
+    train: {batch_size: 8, lr: 1e-3, epochs: 3}
+    scaling: {num_workers: 2, use_gpu: auto}
+    run: {name: rrna16s-phylum, storage_path: outputs/runs}
+
+Pure validation lives in the models; :func:`check_sources` does the I/O checks (files exist, columns are there).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+TASKS = ("question-answering", "text-classification", "token-classification", "masked-lm")
+TASK_ALIASES = {"fill-mask": "masked-lm", "mlm": "masked-lm", "qa": "question-answering",
+                "sequence-classification": "text-classification", "ner": "token-classification"}
+# Inference pipeline (bigbird.tasks) name of each training task.
+PIPELINE_TASK = {"question-answering": "question-answering", "text-classification": "text-classification",
+                 "token-classification": "token-classification", "masked-lm": "fill-mask"}
+# Default model-selection metric and its direction, per task.
+DEFAULT_METRIC = {"question-answering": ("eval_f1", "max"), "text-classification": ("eval_accuracy", "max"),
+                  "token-classification": ("eval_f1", "max"), "masked-lm": ("eval_loss", "min")}
+# BigBirdConfig fields the job fills in itself (from the tokenizer and the training labels).
+DERIVED_CONFIG_FIELDS = ("vocab_size", "pad_token_id", "sep_token_id", "id2label", "label2id", "num_labels")
+# Columns each task reads (by their role; data.columns maps roles to parquet column names).
+REQUIRED_COLUMNS = {"question-answering": ("id", "text", "question", "answers"),
+                    "text-classification": ("id", "text", "label"),
+                    "token-classification": ("id", "text", "spans"),
+                    "masked-lm": ("id", "text")}
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(_Section):
+    """Where the weights start: a saved model (folder or hub id) or a new BigBird from a config dict."""
+
+    from_pretrained: str | None = Field(None, description="folder or hub id of a saved BigBird")
+    from_scratch: dict[str, Any] | None = Field(None, description="BigBirdConfig fields of a new model")
+    tokenizer: str | None = Field(None, description="'dna', 'unigram:VOCAB_SIZE' (trained on the train "
+                                                    "split), or a folder / hub id; default: from_pretrained")
+    config_overrides: dict[str, Any] = Field(default_factory=dict,
+                                             description="BigBirdConfig fields to change on a pretrained model")
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSettings:
+        if (self.from_pretrained is None) == (self.from_scratch is None):
+            raise ValueError("set exactly one of model.from_pretrained (a folder or hub id) and "
+                             "model.from_scratch (a BigBirdConfig dict)")
+        if self.from_scratch is not None:
+            if self.tokenizer is None:
+                raise ValueError("model.from_scratch needs model.tokenizer ('dna', 'unigram:N' or a folder)")
+            _check_config_fields(self.from_scratch, "model.from_scratch")
+        if self.config_overrides:
+            if self.from_scratch is not None:
+                raise ValueError("model.config_overrides applies to from_pretrained; put the fields in "
+                                 "model.from_scratch instead")
+            _check_config_fields(self.config_overrides, "model.config_overrides")
+        if self.tokenizer is not None and self.tokenizer.startswith("unigram"):
+            unigram_size(self.tokenizer)
+        return self
+
+
+def unigram_size(spec: str) -> int:
+    """``'unigram:8000'`` -> 8000.
+
+    Raises:
+        ValueError: If the spec is not ``unigram:N`` with N >= 16.
+    """
+    m = re.fullmatch(r"unigram:(\d+)", spec)
+    if not m or int(m.group(1)) < 16:
+        raise ValueError(f"model.tokenizer {spec!r}: write 'unigram:VOCAB_SIZE' with a size >= 16, e.g. 'unigram:8000'")
+    return int(m.group(1))
+
+
+def _check_config_fields(fields: dict[str, Any], where: str) -> None:
+    from bigbird import BigBirdConfig
+
+    known = set(BigBirdConfig().to_dict())
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown BigBirdConfig fields {unknown}")
+    derived = sorted(set(fields) & set(DERIVED_CONFIG_FIELDS))
+    if derived:
+        raise ValueError(f"{where}: {derived} are set by the job from the tokenizer and the training labels; "
+                         "remove them")
+    BigBirdConfig(**fields)  # raises ValueError naming the bad value
+
+
+class ColumnSettings(_Section):
+    """Parquet column name of each role (the corpus contract of ``pipelines.corpora`` by default)."""
+
+    id: str = "id"
+    text: str = "text"
+    question: str = "question"
+    answers: str = "answers"
+    answer_start: str = "answer_start"
+    label: str = "label"
+    spans: str = "spans"
+
+
+class DataSettings(_Section):
+    """Inputs, splits and windowing."""
+
+    train: str = Field(description="parquet file, folder or URI of the training records")
+    eval: str | None = Field(None, description="parquet of the held-out records")
+    eval_fraction: float | None = Field(None, gt=0.0, lt=1.0,
+                                        description="hold out this fraction of train (by a hash of the id)")
+    split_seed: int = 0
+    columns: ColumnSettings = Field(default_factory=ColumnSettings)
+    limit: int | None = Field(None, ge=1, description="use at most this many train records (and eval records)")
+    max_length: int = Field(512, ge=16, description="tokens per window, special tokens included")
+    stride: int = Field(128, ge=0, description="tokens shared by consecutive windows of a long record")
+    first_window_only: bool = Field(False, description="keep only the first window of each record "
+                                                       "(training and evaluation): a truncation baseline")
+    multi_label: bool = False
+    label_separator: str | None = Field(None, description="split string labels on this (multi-label)")
+    span_labels: list[str] | None = Field(None, description="span labels to tag (default: all in train)")
+    tagging_scheme: Literal["BIO", "IO"] = "BIO"
+    mlm_probability: float = Field(0.15, gt=0.0, lt=1.0)
+    qa_max_answer_tokens: int = Field(30, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSettings:
+        if self.stride >= self.max_length:
+            raise ValueError(f"data.stride {self.stride} must be smaller than data.max_length {self.max_length}")
+        if self.eval is not None and self.eval_fraction is not None:
+            raise ValueError("set data.eval (a held-out parquet) or data.eval_fraction (a split of train), "
+                             "not both")
+        if self.label_separator is not None and not self.multi_label:
+            raise ValueError("data.label_separator needs data.multi_label: true")
+        if self.span_labels is not None and not self.span_labels:
+            raise ValueError("data.span_labels must name at least one label (or be left out)")
+        return self
+
+
+class TrainSettings(_Section):
+    """Optimisation, evaluation and checkpoint cadence."""
+
+    batch_size: int = Field(8, ge=1, description="windows per worker per micro-step")
+    grad_accumulation: int = Field(1, ge=1, description="micro-steps per optimizer step")
+    lr: float = Field(5e-5, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_ratio")
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    max_grad_norm: float | None = Field(1.0, gt=0.0, description="clip gradients to this norm (null: off)")
+    bf16: bool | Literal["auto"] = Field("auto", description="bf16 autocast; auto: on GPUs that support it")
+    seed: int = 0
+    log_every: int = Field(10, ge=1, description="print progress every N steps")
+    eval_every_epochs: int = Field(1, ge=1)
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="extra checkpoints within an epoch")
+    metric: str | None = Field(None, description="model-selection metric (default per task)")
+    metric_mode: Literal["max", "min"] | None = None
+    fail_at_step: int | None = Field(None, ge=1, description="testing only: worker fail_rank raises once "
+                                                             "before this step")
+    fail_rank: int = Field(1, ge=0)
+
+
+class ScalingSettings(_Section):
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool | Literal["auto"] = Field("auto", description="auto: when the cluster has a GPU per worker")
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+
+
+class RunSettings(_Section):
+    name: str = Field("bigbird-job", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    storage_path: str = Field("outputs/runs", description="run folders and checkpoints (folder or URI)")
+    export_dir: str | None = Field(None, description="final model folder (default: outputs/models/NAME)")
+    export: Literal["best", "last"] = Field("best", description="export the best or the last checkpoint")
+    max_failures: int = Field(2, ge=-1, description="worker-group restarts from the last checkpoint")
+    num_to_keep: int | None = Field(2, ge=1)
+
+
+class JobSettings(_Section):
+    """A whole job; see the module docstring for the YAML layout."""
+
+    task: str
+    model: ModelSettings
+    data: DataSettings
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task(cls, value: Any) -> str:
+        name = TASK_ALIASES.get(value, value)
+        if name not in TASKS:
+            raise ValueError(f"unknown task {value!r}; choose one of {list(TASKS)} (aliases: {sorted(TASK_ALIASES)})")
+        return name
+
+    @model_validator(mode="after")
+    def _check(self) -> JobSettings:
+        d, m = self.data, self.model
+        if d.multi_label and self.task != "text-classification":
+            raise ValueError("data.multi_label applies to text-classification only")
+        if m.from_scratch is not None:
+            limit = m.from_scratch.get("max_position_embeddings", 4096)
+            if d.max_length > limit:
+                raise ValueError(f"data.max_length {d.max_length} exceeds model.from_scratch."
+                                 f"max_position_embeddings {limit}")
+        if self.train.fail_at_step is not None and self.train.fail_rank >= self.scaling.num_workers:
+            raise ValueError(f"train.fail_rank {self.train.fail_rank} must be below scaling.num_workers "
+                             f"{self.scaling.num_workers}")
+        metric = self.train.metric
+        if metric is not None and not metric.startswith(("eval_", "train_")):
+            raise ValueError(f"train.metric {metric!r} must be a reported metric such as "
+                             f"{DEFAULT_METRIC[self.task][0]!r}")
+        return self
+
+    @property
+    def metric(self) -> tuple[str, str]:
+        """(name, 'max' | 'min') of the model-selection metric."""
+        name, mode = DEFAULT_METRIC[self.task]
+        if self.train.metric is not None:
+            name = self.train.metric
+            mode = "min" if "loss" in name or "perplexity" in name else "max"
+        return name, self.train.metric_mode or mode
+
+    @property
+    def has_eval(self) -> bool:
+        return self.data.eval is not None or self.data.eval_fraction is not None
+
+    def export_path(self) -> str:
+        return self.run.export_dir or str(Path("outputs") / "models" / self.run.name)
+
+
+# --------------------------------------------------------------------------------------------- loading
+def format_error(error: ValidationError) -> str:
+    """A pydantic error as one line: ``data.stride: ... ; train.lr: ...``."""
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``'train.lr=1e-3'`` -> (['train', 'lr'], 0.001); the value is read as YAML.
+
+    Raises:
+        ValueError: Without ``=`` or with an empty key.
+    """
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip() or any(not p for p in key.strip().split(".")):
+        raise ValueError(f"override {item!r} must look like section.key=value (e.g. train.lr=1e-3)")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each dotted ``key=value`` in a nested dict (creating sections as needed)."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ValueError(f"override {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_settings(path: str | Path | None = None, overrides: list[str] | None = None,
+                  data: dict[str, Any] | None = None) -> JobSettings:
+    """Read a YAML job file (or take ``data``), apply overrides and validate.
+
+    Raises:
+        FileNotFoundError: If the YAML file does not exist.
+        ValueError: If the YAML is malformed or a setting is invalid (one line naming each bad field).
+    """
+    if data is None:
+        if path is None:
+            raise ValueError("pass a YAML path or a settings dict")
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"no such job file: {str(p)!r}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: a job file must be a mapping of sections, got {type(data).__name__}")
+    data = apply_overrides(dict(data), overrides or [])
+    try:
+        return JobSettings.model_validate(data)
+    except ValidationError as e:
+        raise ValueError(f"invalid settings: {format_error(e)}") from None
+
+
+# ------------------------------------------------------------------------------------------ I/O checks
+def is_uri(path: str) -> bool:
+    return bool(_URI.match(path))
+
+
+def parquet_columns(path: str) -> list[str]:
+    """Column names of a parquet file / folder / URI.
+
+    Raises:
+        FileNotFoundError: If a local path does not exist.
+        ValueError: If it holds no readable parquet.
+    """
+    import pyarrow.dataset as pads
+
+    if not is_uri(path) and not Path(path).exists():
+        raise FileNotFoundError(f"no such parquet file or folder: {path!r}")
+    try:
+        dataset = pads.dataset(path, format="parquet")
+        if not is_uri(path) and not dataset.files:
+            raise ValueError("no parquet files")
+        return dataset.schema.names
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read parquet at {path!r}: {e}") from None
+
+
+def required_columns(settings: JobSettings) -> list[str]:
+    """Parquet column names the task needs (by role, mapped through ``data.columns``)."""
+    cols = settings.data.columns
+    return [getattr(cols, role) for role in REQUIRED_COLUMNS[settings.task]]
+
+
+def check_sources(settings: JobSettings) -> None:
+    """Check that the parquet inputs and the model / tokenizer folders exist and have what the task needs.
+
+    Raises:
+        FileNotFoundError: A missing file or folder (named).
+        ValueError: A missing column (named, with the columns that are there).
+    """
+    d = settings.data
+    for split, path in (("data.train", d.train), ("data.eval", d.eval)):
+        if path is None:
+            continue
+        names = parquet_columns(path)
+        missing = [c for c in required_columns(settings) if c not in names]
+        if missing:
+            raise ValueError(f"{split} {path!r} lacks columns {missing} needed for {settings.task} "
+                             f"(it has {names}; map other names with data.columns)")
+    m = settings.model
+    for field, value in (("model.from_pretrained", m.from_pretrained), ("model.tokenizer", m.tokenizer)):
+        if value is None or value == "dna" or value.startswith("unigram") or is_uri(value):
+            continue
+        looks_local = value.startswith((".", "/", "~")) or Path(value).exists() or value.count("/") != 1
+        if looks_local and not Path(value).expanduser().exists():
+            raise FileNotFoundError(f"{field}: no such folder {value!r}")

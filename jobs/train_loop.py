@@ -1,0 +1,276 @@
+"""The per-worker training loop run by Ray Train's ``TorchTrainer`` (one copy per worker).
+
+DDP through ``ray.train.torch.prepare_model`` (gloo on CPU, NCCL on GPU), AdamW with linear warm-up and
+decay, gradient accumulation, clipping, optional bf16 autocast and gradient checkpointing, held-out
+evaluation every ``eval_every_epochs`` epochs, and checkpoints in HuggingFace format reported with
+``ray.train.report``. A restarted worker group (or a re-run of the same job) resumes from
+``ray.train.get_checkpoint()``: weights, optimizer, scheduler and step, skipping the steps already done.
+
+Checkpoint folder: ``config.json`` + ``model.safetensors`` (``save_pretrained``), the tokenizer files,
+``optimizer.pt`` (optimizer and scheduler state, loaded with ``weights_only=True``) and
+``trainer_state.json`` (step, epoch, metrics, the step ranges each attempt ran, the loss log).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import bigbird
+from jobs.data import WindowStore, plan_epoch, worker_slice
+from jobs.evaluation import count, metrics
+from jobs.examples import mask_tokens
+from jobs.settings import JobSettings
+
+MODEL_CLASSES = {"question-answering": bigbird.BigBirdForQuestionAnswering,
+                 "text-classification": bigbird.BigBirdForSequenceClassification,
+                 "token-classification": bigbird.BigBirdForTokenClassification,
+                 "masked-lm": bigbird.BigBirdForMaskedLM}
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+FAIL_MARKER = ".fail_injected"
+SCORE = "checkpoint_score"  # what Ray ranks checkpoints by (higher is better)
+UNSCORED = -1e30  # checkpoints taken without evaluation (finite: Ray's run snapshot is JSON)
+
+
+def selection_score(settings: JobSettings, eval_metrics: dict[str, float] | None) -> float:
+    """The selection metric oriented so that higher is better; UNSCORED without evaluation."""
+    name, mode = settings.metric
+    if not eval_metrics or name not in eval_metrics or not math.isfinite(eval_metrics[name]):
+        return UNSCORED
+    return eval_metrics[name] if mode == "max" else -eval_metrics[name]
+
+
+def build_model(settings: JobSettings, tokenizer: Any, labels: list[str] | None) -> torch.nn.Module:
+    """A new model (``from_scratch``) or a saved one (``from_pretrained``) with the task's head and labels.
+
+    Seeded with ``train.seed``, so every worker builds the same initial weights.
+    """
+    cls = MODEL_CLASSES[settings.task]
+    fields: dict[str, Any] = {}
+    if labels:
+        fields = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+    if settings.task == "text-classification":
+        multi = settings.data.multi_label
+        fields["problem_type"] = "multi_label_classification" if multi else "single_label_classification"
+    torch.manual_seed(settings.train.seed)
+    m = settings.model
+    if m.from_scratch is not None:
+        config = bigbird.BigBirdConfig(**m.from_scratch, **fields, vocab_size=len(tokenizer),
+                                       pad_token_id=tokenizer.pad_token_id, sep_token_id=tokenizer.sep_token_id)
+        return cls(config)
+    return cls.from_pretrained(m.from_pretrained, **m.config_overrides, **fields)
+
+
+def linear_schedule(step: int, *, warmup: int, total: int) -> float:
+    """LR factor: linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
+    if step < warmup:
+        return step / max(1, warmup)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def make_optimizer(model: torch.nn.Module, settings: JobSettings, total: int
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no weight decay on biases and LayerNorm weights) and the warm-up + linear-decay schedule."""
+    t = settings.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": t.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=t.lr)
+    warmup = t.warmup_steps if t.warmup_steps is not None else int(t.warmup_ratio * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(linear_schedule, warmup=warmup, total=total))
+    return opt, sched
+
+
+def use_bf16(setting: bool | str, device: torch.device) -> bool:
+    if setting == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return bool(setting)
+
+
+def save_checkpoint(folder: Path, model: torch.nn.Module, tokenizer: Any, opt: torch.optim.Optimizer,
+                    sched: Any, state: dict[str, Any]) -> None:
+    """HF-format model + tokenizer, ``optimizer.pt`` and ``trainer_state.json`` into ``folder``."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, folder / OPTIMIZER_FILE)
+    (folder / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n")
+
+
+class _Reducer:
+    """Sums across workers (identity on a single worker)."""
+
+    def __init__(self, world: int) -> None:
+        self.active = world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if not self.active:
+            return np.asarray(values, dtype=np.float64)
+        t = torch.as_tensor(np.asarray(values, dtype=np.float64))
+        torch.distributed.all_reduce(t)
+        return t.numpy()
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker entry point.
+
+    Args:
+        config: ``settings`` (a JobSettings dict), ``tokenizer``, ``labels`` (or None), ``fail_marker``
+            (a path used only by the ``train.fail_at_step`` test hook).
+    """
+    import ray.data
+    import ray.train
+    import ray.train.torch
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    settings = JobSettings.model_validate(config["settings"])
+    tokenizer, labels = config["tokenizer"], config["labels"]
+    t, task = settings.train, settings.task
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    reduce = _Reducer(world)
+
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "history": [], "log_history": [], "metrics": {}}
+    saved_opt = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            model = MODEL_CLASSES[task].from_pretrained(folder)
+            state = json.loads((Path(folder) / STATE_FILE).read_text())
+            saved_opt = torch.load(Path(folder) / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+    else:
+        model = build_model(settings, tokenizer, labels)
+    if getattr(model.base_model, "pooler", None) is not None:
+        # No head here reads the pooler; frozen, DDP needs no find_unused_parameters.
+        model.base_model.pooler.requires_grad_(False)
+    if settings.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    ddp = ray.train.torch.prepare_model(model)
+    bare = ddp.module if hasattr(ddp, "module") else ddp
+
+    train = WindowStore.from_batches(ray.train.get_dataset_shard("train").iter_batches(batch_format="pyarrow"))
+    held_out: Any = None
+    if settings.has_eval:
+        batches = ray.train.get_dataset_shard("eval").iter_batches(batch_format="pyarrow")
+        if task == "masked-lm":
+            held_out = WindowStore.from_batches(batches, keep=slice(rank, None, world))
+        else:
+            held_out = [r for b in batches for r in b.to_pylist()][rank::world]
+
+    per_worker, accum = t.batch_size, t.grad_accumulation
+    global_batch = per_worker * world * accum
+    per_epoch = -(-len(train) // global_batch)
+    total = min(t.max_steps or per_epoch * t.epochs, per_epoch * t.epochs)
+    opt, sched = make_optimizer(bare, settings, total)
+    if saved_opt is not None:
+        opt.load_state_dict(saved_opt["optimizer"])
+        sched.load_state_dict(saved_opt["scheduler"])
+    autocast = use_bf16(t.bf16, device)
+    block = bare.config.block_size
+    num_labels = len(labels) if labels else None
+    special = tokenizer.all_special_ids
+    step = int(state["step"])
+    state["history"].append([step + 1, step])  # steps this attempt runs: [first, last]
+    if rank == 0:
+        print(f"[train] {task}: {len(train)} windows, {per_epoch} steps/epoch x {t.epochs} epochs -> {total} "
+              f"steps; global batch {global_batch} ({world} workers x {per_worker} x {accum} accumulation); "
+              f"starting at step {step}; bf16={autocast}", flush=True)
+
+    def report(eval_metrics: dict[str, float] | None, epoch: int) -> None:
+        values = {"step": step, "epoch": epoch, "first_step": state["history"][-1][0],
+                  SCORE: selection_score(settings, eval_metrics), **(eval_metrics or {})}
+        if state["log_history"]:
+            values["train_loss"] = state["log_history"][-1]["loss"]
+        state.update(step=step, epoch=epoch, metrics=values)
+        if rank != 0:
+            ray.train.report(values, checkpoint=None)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(Path(tmp), bare, tokenizer, opt, sched, state)
+            ray.train.report(values, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    window_loss = window_n = window_tokens = 0.0
+    clock = time.perf_counter()
+    epoch = step // per_epoch
+    while step < total:
+        plan = plan_epoch(train.lengths, global_batch=global_batch, seed=t.seed, epoch=epoch, block_size=block)
+        for s in range(step - epoch * per_epoch, per_epoch):
+            _maybe_fail(t, step + 1, rank, config.get("fail_marker"))
+            rows = plan[s]
+            pad_to = int(train.lengths[rows].max())  # every micro-batch of the step: same length
+            torch.manual_seed(t.seed * 1_000_003 + step * 101 + rank)  # dropout: a function of the step
+            for m in range(accum):
+                batch = train.collate(worker_slice(rows, micro=m, rank=rank, world=world, per_worker=per_worker),
+                                      pad_id=tokenizer.pad_token_id, length=pad_to, num_labels=num_labels)
+                uids, lengths = batch.pop("uid"), batch.pop("length")
+                if task == "masked-lm":
+                    batch["input_ids"], batch["labels"] = mask_tokens(
+                        batch["input_ids"], lengths.tolist(), uids.tolist(), seed=t.seed, epoch=epoch,
+                        mask_id=tokenizer.mask_token_id, special_ids=special, vocab_size=bare.config.vocab_size,
+                        probability=settings.data.mlm_probability)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                sync = ddp.no_sync() if m < accum - 1 and hasattr(ddp, "no_sync") else contextlib.nullcontext()
+                with sync:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                        loss = ddp(**batch).loss
+                    (loss / accum).backward()
+                window_loss += float(loss.detach()) / accum
+                window_tokens += float(lengths.sum())
+            window_n += 1
+            if t.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(ddp.parameters(), t.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            state["history"][-1][1] = step
+            if step % t.log_every == 0 or step == total:
+                loss_sum, n, tokens = reduce(np.array([window_loss, window_n, window_tokens]))
+                elapsed = time.perf_counter() - clock
+                entry = {"step": step, "loss": loss_sum / max(n, 1), "tokens_per_s": tokens / elapsed,
+                         "lr": sched.get_last_lr()[0]}
+                state["log_history"].append(entry)
+                if rank == 0:
+                    print(f"[train] step {step}/{total} epoch {epoch + 1} loss {entry['loss']:.4f} "
+                          f"lr {entry['lr']:.2e} {entry['tokens_per_s']:,.0f} tokens/s", flush=True)
+                window_loss = window_n = window_tokens = 0.0
+                clock = time.perf_counter()
+            if step == total or s == per_epoch - 1:
+                break
+            if t.checkpoint_every_steps and step % t.checkpoint_every_steps == 0:
+                report(None, epoch)
+        finished_epoch = step % per_epoch == 0
+        due = finished_epoch and (epoch + 1) % t.eval_every_epochs == 0
+        eval_metrics = None
+        if held_out is not None and (due or step == total):
+            eval_metrics = metrics(task, reduce(count(bare, tokenizer, settings, labels, held_out, device)), labels)
+            bare.train()
+            if rank == 0:
+                shown = ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items())
+                print(f"[eval] step {step} epoch {epoch + 1}: {shown}", flush=True)
+        epoch += int(finished_epoch)
+        report(eval_metrics, epoch)
+        clock = time.perf_counter()
+
+
+def _maybe_fail(t: Any, next_step: int, rank: int, marker: str | None) -> None:
+    """Test hook: raise once (recorded in ``marker``) on ``fail_rank`` just before ``fail_at_step``."""
+    if t.fail_at_step is None or next_step != t.fail_at_step or rank != t.fail_rank or marker is None:
+        return
+    path = Path(marker)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"failed before step {next_step} on rank {rank}\n")
+    raise RuntimeError(f"injected failure before step {next_step} on rank {rank} (train.fail_at_step)")

@@ -1,0 +1,127 @@
+"""End-to-end jobs on the shared local Ray cluster with 2 CPU workers, tiny models and real data samples.
+
+Each run trains a few dozen steps, checks that the training loss falls and that the exported folder
+loads into the task pipeline of ``bigbird.tasks`` and runs on an input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import bigbird
+from bigbird.tasks import pipeline
+from jobs.finetune import run
+from jobs.settings import load_settings
+from tests.jobs.conftest import TINY_SCRATCH, job, trainer_state
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def fit(settings: dict) -> dict:
+    return run(load_settings(data=settings))
+
+
+def losses(folder) -> list[float]:
+    return [entry["loss"] for entry in trainer_state(folder)["log_history"]]
+
+
+def assert_loss_falls(folder) -> None:
+    logged = losses(folder)
+    assert len(logged) >= 4, logged
+    assert np.mean(logged[-2:]) < logged[0], logged
+
+
+def rrna_job(tmp_path, corpus, name: str, **sections) -> dict:
+    data = {"train": str(corpus["rrna16s"]), "max_length": 128, "stride": 16, "first_window_only": True}
+    return job(tmp_path, "text-classification", {"from_scratch": TINY_SCRATCH, "tokenizer": "dna"},
+               {**data, **sections.pop("data", {})}, name=name, **sections)
+
+
+def test_text_classification_rrna16s_end_to_end(ray_cluster, corpus, tmp_path):
+    """16S rRNA genes -> phylum: DNA tokenizer, BigBird from scratch, held-out split by id hash."""
+    summary = fit(rrna_job(tmp_path, corpus, "rrna", data={"eval_fraction": 0.2},
+                           train={"epochs": 3, "lr": 5e-3}))
+    export = summary["export_dir"]
+    assert_loss_falls(export)
+    m = summary["metrics"]
+    assert 0.0 <= m["eval_accuracy"] <= 1.0 and 0.0 <= m["eval_macro_f1"] <= 1.0
+    assert summary["counts"]["eval_records"] + summary["counts"]["train_records"] == 200
+    config = bigbird.BigBirdConfig.from_pretrained(export)
+    assert len(config.id2label) >= 10 and "Proteobacteria" in config.label2id  # labels of the train split
+    pipe = pipeline("text-classification", export, max_length=128, stride=16)
+    out = pipe("ACGT" * 100, top_k=None)
+    assert len(out) == config.num_labels and abs(sum(o["score"] for o in out) - 1.0) < 1e-4
+
+
+def test_question_answering_squad_end_to_end(ray_cluster, corpus, task_models, tmp_path):
+    """SQuAD sample: answers with character offsets -> start/end tokens per window; EM/F1 on the answers."""
+    data = {"train": str(corpus["squad"]), "eval": str(corpus["squad"]), "max_length": 96, "stride": 32}
+    summary = fit(job(tmp_path, "question-answering", {"from_pretrained": str(task_models["question-answering"])},
+                      data, name="qa", train={"epochs": 8, "batch_size": 2, "lr": 2e-3, "log_every": 3}))
+    export = summary["export_dir"]
+    assert_loss_falls(export)
+    assert {"eval_exact_match", "eval_f1"} <= set(summary["metrics"])
+    qa = pipeline("question-answering", export, max_length=96, stride=32)
+    answer = qa(question="Who was there?", context="The Virgin Mary appeared to Saint Bernadette in Lourdes.")
+    assert set(answer) == {"score", "start", "end", "answer"}
+
+
+def test_token_classification_exons_end_to_end(ray_cluster, corpus, tmp_path):
+    """GenBank exon spans -> BIO tags per base; span-level precision/recall/F1 through the pipeline."""
+    data = {"train": str(corpus["exons"]), "eval_fraction": 0.25, "max_length": 128, "stride": 16,
+            "span_labels": ["exon"]}
+    summary = fit(job(tmp_path, "token-classification", {"from_scratch": TINY_SCRATCH, "tokenizer": "dna"}, data,
+                      name="tags", train={"epochs": 2, "lr": 5e-3}))
+    export = summary["export_dir"]
+    assert_loss_falls(export)
+    assert {"eval_precision", "eval_recall", "eval_f1"} <= set(summary["metrics"])
+    assert bigbird.BigBirdConfig.from_pretrained(export).id2label == {0: "O", 1: "B-exon", 2: "I-exon"}
+    tagger = pipeline("token-classification", export, max_length=128, stride=16)
+    assert isinstance(tagger("ACGTACGGTTAG" * 30), list)
+
+
+def test_masked_lm_wiki_end_to_end(ray_cluster, corpus, task_models, tmp_path):
+    """Continued pre-training on Wikipedia articles: dynamic masking, eval loss and perplexity."""
+    data = {"train": str(corpus["wiki"]), "eval_fraction": 0.2, "limit": 6, "max_length": 128, "stride": 0}
+    summary = fit(job(tmp_path, "masked-lm", {"from_pretrained": str(task_models["fill-mask"])}, data,
+                      name="mlm", train={"max_steps": 24, "batch_size": 4, "lr": 3e-3, "log_every": 4}))
+    export = summary["export_dir"]
+    assert_loss_falls(export)
+    m = summary["metrics"]
+    assert m["eval_perplexity"] == pytest.approx(np.exp(m["eval_loss"]), rel=1e-6)
+    fill = pipeline("fill-mask", export, max_length=128, stride=16)
+    assert len(fill("The cat sat on the [MASK].")) == 5
+
+
+def test_two_workers_match_one_worker(ray_cluster, corpus, tmp_path):
+    """Same global batch, seed and data order: 2-worker DDP ends with the weights of 1 worker."""
+    weights = {}
+    for workers, batch in ((1, 4), (2, 2)):
+        summary = fit(rrna_job(tmp_path, corpus, f"ddp{workers}", train={"batch_size": batch, "max_steps": 6},
+                               scaling={"num_workers": workers}))
+        weights[workers] = load_file(f"{summary['export_dir']}/model.safetensors")
+    assert weights[1].keys() == weights[2].keys()
+    for name, w in weights[1].items():
+        torch.testing.assert_close(weights[2][name], w, rtol=1e-4, atol=1e-5, msg=name)
+    first = load_file(f"{tmp_path}/export/ddp1/model.safetensors")  # training moved the weights at all
+    assert first.keys() == weights[1].keys()
+
+
+def test_worker_failure_resumes_from_last_checkpoint(ray_cluster, corpus, tmp_path):
+    """Rank 1 raises once before step 5; checkpoints every 2 steps: the restarted group resumes at step 5
+    (after the step-4 checkpoint) and no step is run twice. Re-running the command resumes again."""
+    settings = rrna_job(tmp_path, corpus, "faulty", train={"max_steps": 8, "checkpoint_every_steps": 2,
+                                                            "fail_at_step": 5, "fail_rank": 1},
+                        run={"max_failures": 1})
+    summary = fit(settings)
+    state = trainer_state(summary["export_dir"])
+    assert state["history"] == [[1, 4], [5, 8]]  # attempt 1 ran steps 1-4 (+ the lost step-5 work), attempt 2: 5-8
+    assert state["step"] == 8 and summary["metrics"]["first_step"] == 5
+    assert (tmp_path / "runs" / "faulty" / ".fail_injected").exists()
+
+    settings["train"]["max_steps"] = 10  # same run name: continues from step 8
+    state = trainer_state(fit(settings)["export_dir"])
+    assert state["history"] == [[1, 4], [5, 8], [9, 10]]
