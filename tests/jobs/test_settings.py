@@ -1,0 +1,119 @@
+"""Job settings: the shipped configs validate, bad settings fail with one clear line, the CLI exits non-zero."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.finetune import main
+from jobs.settings import JobSettings, check_sources, load_settings
+
+CONFIGS = sorted((Path(__file__).parents[2] / "jobs" / "configs").glob("*.yaml"))
+SCRATCH = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64,
+           "max_position_embeddings": 256, "block_size": 16}
+
+
+def settings(**changes) -> dict:
+    base = {"task": "text-classification", "model": {"from_scratch": dict(SCRATCH), "tokenizer": "dna"},
+            "data": {"train": "data/x", "max_length": 128, "stride": 16}}
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if field:
+            base.setdefault(section, {})[field] = value
+        else:
+            base[section] = value
+    return base
+
+
+def test_shipped_configs_validate():
+    assert {p.name for p in CONFIGS} >= {"rrna16s_phylum.yaml", "rrna16s_phylum_512.yaml", "squad_qa.yaml",
+                                         "genbank_exons.yaml", "wiki_mlm.yaml"}
+    tasks = {load_settings(p).task for p in CONFIGS}
+    assert tasks == {"text-classification", "question-answering", "token-classification", "masked-lm"}
+
+
+def test_defaults_and_metric():
+    s = load_settings(data=settings())
+    assert s.train.batch_size == 8 and s.scaling.num_workers == 1 and s.metric == ("eval_accuracy", "max")
+    assert load_settings(data=settings(task="fill-mask")).metric == ("eval_loss", "min")
+    assert load_settings(data=settings(task="qa")).task == "question-answering"
+
+
+def test_overrides_are_yaml_values():
+    s = load_settings(data=settings(), overrides=["train.lr=3e-4", "scaling.num_workers=2", "data.eval_fraction=0.1",
+                                                  "train.bf16=false", "run.name=x-1"])
+    assert s.train.lr == 3e-4 and s.scaling.num_workers == 2 and s.data.eval_fraction == 0.1
+    assert s.train.bf16 is False and s.run.name == "x-1"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"task": "summarization"}, "unknown task 'summarization'"),
+    ({"data__stride": 128}, "data.stride 128 must be smaller than data.max_length 128"),
+    ({"data__max_length": 512}, "max_length 512 exceeds model.from_scratch.max_position_embeddings 256"),
+    ({"model": {"from_scratch": SCRATCH, "from_pretrained": "m", "tokenizer": "dna"}}, "exactly one of"),
+    ({"model": {"tokenizer": "dna"}}, "exactly one of"),
+    ({"model": {"from_scratch": SCRATCH}}, "needs model.tokenizer"),
+    ({"model": {"from_scratch": {**SCRATCH, "hiden_size": 3}, "tokenizer": "dna"}}, "unknown BigBirdConfig fields"),
+    ({"model": {"from_scratch": {**SCRATCH, "vocab_size": 9}, "tokenizer": "dna"}}, "set by the job"),
+    ({"model": {"from_scratch": {**SCRATCH, "num_attention_heads": 5}, "tokenizer": "dna"}}, "not a multiple"),
+    ({"model": {"from_pretrained": "m", "tokenizer": "unigram:x"}}, "unigram:VOCAB_SIZE"),
+    ({"data__eval": "e", "data__eval_fraction": 0.1}, "not both"),
+    ({"data__eval_fraction": 1.5}, "data.eval_fraction"),
+    ({"train__batch_size": 0}, "train.batch_size"),
+    ({"train__lr": -1}, "train.lr"),
+    ({"train__fail_at_step": 3, "train__fail_rank": 1}, "fail_rank 1 must be below"),
+    ({"train__learning_rate": 1e-3}, "train.learning_rate: Extra inputs are not permitted"),
+    ({"scaling__use_gpu": "maybe"}, "scaling.use_gpu"),
+    ({"run__name": "a b"}, "run.name"),
+    ({"data__multi_label": True, "task": "token-classification"}, "multi_label applies to text-classification"),
+])
+def test_bad_settings_fail_with_a_clear_message(changes, message):
+    with pytest.raises(ValueError, match="invalid settings") as err:
+        load_settings(data=settings(**changes))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_overrides():
+    with pytest.raises(ValueError, match="must look like section.key=value"):
+        load_settings(data=settings(), overrides=["train.lr"])
+    with pytest.raises(ValueError, match="is a value, not a section"):
+        load_settings(data=settings(), overrides=["task.x=1"])
+
+
+def test_check_sources_names_missing_files_and_columns(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such parquet"):
+        check_sources(load_settings(data=settings(data__train=str(tmp_path / "missing"))))
+    pq.write_table(pa.table({"id": ["a"], "text": ["ACGT"]}), tmp_path / "part.parquet")
+    with pytest.raises(ValueError, match=r"lacks columns \['label'\] needed for text-classification"):
+        check_sources(load_settings(data=settings(data__train=str(tmp_path))))
+    ok = load_settings(data=settings(data__train=str(tmp_path), task="masked-lm"))
+    check_sources(ok)
+    renamed = settings(data__train=str(tmp_path), data__columns={"label": "text"})
+    check_sources(load_settings(data=renamed))  # any column can play a role
+    with pytest.raises(FileNotFoundError, match="model.from_pretrained: no such folder"):
+        check_sources(JobSettings.model_validate(settings(data__train=str(tmp_path), task="masked-lm",
+                                                          model={"from_pretrained": str(tmp_path / "nope")})))
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: text-classification\nmodel: {from_pretrained: m}\ndata: {train: x, max_length: 64, stride: 64}\n")
+    assert main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: invalid settings") and "stride 64" in err and "\n" not in err
+    assert main(["--config", str(tmp_path / "none.yaml")]) == 2
+    assert "no such job file" in capsys.readouterr().err
+    (tmp_path / "list.yaml").write_text("- a\n")
+    assert main(["--config", str(tmp_path / "list.yaml")]) == 2
+    assert "mapping of sections" in capsys.readouterr().err
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "--override" in out and "resumes" in out and "ray job submit" in out
