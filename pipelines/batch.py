@@ -55,7 +55,7 @@ def input_columns(settings: BatchSettings) -> list[str]:
     except Exception as e:  # missing paths, unreadable files: pyarrow raises its own error types
         raise ValueError(f"cannot read input {settings.input!r}: {e}") from e
     wanted = [settings.id_column, settings.text_column, settings.question_column, settings.offset_column,
-              *settings.keep_columns]
+              *(src for src, _ in settings.kept)]
     wanted = list(dict.fromkeys(c for c in wanted if c is not None))
     missing = [c for c in wanted if c not in schema.names]
     if missing:
@@ -109,13 +109,13 @@ def run(settings: BatchSettings) -> JobStats:
     ds = ds.map_batches(stages.preprocess, batch_format="numpy", batch_size=16, fn_kwargs={
         **common, "id_column": settings.id_column, "text_column": settings.text_column,
         "question_column": settings.question_column, "question": settings.question,
-        "offset_column": settings.offset_column, "keep_columns": tuple(settings.keep_columns),
+        "offset_column": settings.offset_column, "keep_columns": tuple(settings.kept),
         "skip_ids": ray.put(np.array(sorted(done))) if done else None})
     ds = ds.map_batches(
         stages.Scorer, batch_format="numpy", batch_size=settings.records_per_batch, concurrency=actors,
         num_gpus=num_gpus, num_cpus=0 if num_gpus else 1,
         fn_constructor_kwargs={**common, "batch_size": settings.batch_size, "max_tokens": settings.max_tokens,
-                               "threads": threads, "params": params, "keep_columns": tuple(settings.keep_columns)})
+                               "threads": threads, "params": params, "keep_columns": tuple(settings.kept)})
     before = set(done_ids(settings.output)[1])
     ds.write_parquet(settings.output)
     _, after = done_ids(settings.output)
@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--question-column", help="question per record (question-answering)")
     q.add_argument("--question", help="one question for the whole corpus (question-answering)")
     p.add_argument("--offset-column", help="genome coordinate of each record's first base (spans are shifted)")
-    p.add_argument("--keep-columns", nargs="+", metavar="COLUMN", help="input columns to copy into the output")
+    p.add_argument("--keep-columns", nargs="+", metavar="COLUMN[=NEW]",
+                   help="input columns to copy into the output, optionally renamed (label=label_true)")
     p.add_argument("--max-length", type=int, help="tokens per window (default: the model's maximum)")
     p.add_argument("--stride", type=int, help="overlap between windows, in tokens (default 128)")
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")

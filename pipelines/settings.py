@@ -29,7 +29,8 @@ class BatchSettings(BaseModel):
     question_column: str | None = None
     question: str | None = None
     offset_column: str | None = Field(None, description="genome coordinate of each record's first base")
-    keep_columns: list[str] = Field(default_factory=list, description="input columns copied to the output")
+    keep_columns: list[str] = Field(default_factory=list,
+                                    description="input columns copied to the output: NAME or NAME=NEW_NAME")
     max_length: int | None = Field(None, ge=8)
     stride: int = Field(128, ge=0)
     batch_size: int = Field(8, ge=1, description="windows per forward pass")
@@ -50,15 +51,24 @@ class BatchSettings(BaseModel):
     def _check(self) -> BatchSettings:
         if self.max_length is not None and self.stride >= self.max_length:
             raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length}")
-        clash = sorted(set(self.keep_columns) & RESULT_COLUMNS)
+        clash = sorted({dst for _, dst in self.kept} & RESULT_COLUMNS)
         if clash:
-            raise ValueError(f"keep_columns {clash} clash with result columns; rename them in the input")
+            raise ValueError(f"keep_columns {clash} clash with result columns; rename them, e.g. label=label_true")
         if self.task == "question-answering":
             if (self.question is None) == (self.question_column is None):
                 raise ValueError("question-answering needs exactly one of question_column and question")
         elif self.question is not None or self.question_column is not None:
             raise ValueError(f"{self.task} takes no question")
         return self
+
+    @property
+    def kept(self) -> list[tuple[str, str]]:
+        """``(input column, output column)`` of each kept column."""
+        pairs = []
+        for spec in self.keep_columns:
+            src, _, dst = spec.partition("=")
+            pairs.append((src, dst or src))
+        return pairs
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides) -> BatchSettings:

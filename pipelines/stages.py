@@ -35,9 +35,9 @@ TASK_FIELDS = {
 }
 
 
-def output_schema(task: str, keep_columns: tuple[str, ...] = ()) -> pa.Schema:
-    """The result table's schema: fixed per task, plus the kept input columns (as strings)."""
-    return pa.schema(COMMON + TASK_FIELDS[task] + [(c, pa.string()) for c in keep_columns])
+def output_schema(task: str, keep_columns: tuple[tuple[str, str], ...] = ()) -> pa.Schema:
+    """The result table's schema: fixed per task, plus the kept input columns (as strings, renamed)."""
+    return pa.schema(COMMON + TASK_FIELDS[task] + [(dst, pa.string()) for _, dst in keep_columns])
 
 
 @functools.lru_cache(maxsize=4)
@@ -59,7 +59,7 @@ def preprocessor(model: str, task: str, max_length: int | None, stride: int) -> 
 def preprocess(batch: dict[str, np.ndarray], *, model: str, task: str, max_length: int | None, stride: int,
                id_column: str, text_column: str, question_column: str | None = None,
                question: str | None = None, offset_column: str | None = None, skip_ids=None,
-               keep_columns: tuple[str, ...] = ()) -> dict[str, list]:
+               keep_columns: tuple[tuple[str, str], ...] = ()) -> dict[str, list]:
     """Tokenize and window a batch of records: one row per record, its windows packed in ``payload``.
 
     Keeping a record's windows in one row means no shuffle is needed to stitch them back. Bad records get
@@ -99,9 +99,9 @@ def preprocess(batch: dict[str, np.ndarray], *, model: str, task: str, max_lengt
     for w in windows:
         per_record.setdefault(w.record, []).append(w)
     rows: dict[str, list] = {"rid": ids, "text": [], "offset": offsets, "error": [], "payload": []}
-    for c in keep_columns:
-        rows[f"keep:{c}"] = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                             for v in batch[c]]
+    for src, dst in keep_columns:
+        rows[f"keep:{dst}"] = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                               for v in batch[src]]
     for i in range(len(ids)):
         if i in errors:
             rows["text"].append(None)
@@ -128,7 +128,7 @@ class Scorer:
 
     def __init__(self, *, model: str, task: str, max_length: int | None, stride: int, batch_size: int,
                  max_tokens: int | None, threads: int | None, params: dict[str, Any],
-                 keep_columns: tuple[str, ...] = ()) -> None:
+                 keep_columns: tuple[tuple[str, str], ...] = ()) -> None:
         self.keep_columns = tuple(keep_columns)
         if threads:
             torch.set_num_threads(threads)
@@ -163,9 +163,9 @@ class Scorer:
     def _row(self, batch: dict[str, np.ndarray], i: int, item, outputs: list) -> dict[str, Any]:
         row: dict[str, Any] = {name: None for name, _ in COMMON + TASK_FIELDS[self.task]}
         row.update(id=str(batch["rid"][i]), num_windows=0, num_tokens=0, padding_tokens=0)
-        for c in self.keep_columns:
-            value = batch[f"keep:{c}"][i]
-            row[c] = value if isinstance(value, str) else None
+        for _, dst in self.keep_columns:
+            value = batch[f"keep:{dst}"][i]
+            row[dst] = value if isinstance(value, str) else None
         if item is None:
             row["error"] = str(batch["error"][i])
             return row

@@ -40,9 +40,10 @@ def _settings(task, model, corpus, output, **kw) -> BatchSettings:
 def test_text_classification_job_equals_in_process_pipeline(ray_cluster, task_models, wiki_corpus, tmp_path):
     model = task_models["text-classification"]
     stats = batch.run(_settings("text-classification", model, wiki_corpus, tmp_path / "out", stride=32,
-                                keep_columns=["source"]))
+                                keep_columns=["source", "id=original_id"]))
     out = _read(tmp_path / "out").to_pylist()
     assert {r["source"] for r in out} == set(_read(wiki_corpus).column("source").to_pylist())
+    assert all(r["original_id"] == r["id"] for r in out)
     source = _read(wiki_corpus)
     assert sorted(r["id"] for r in out) == sorted(source.column("id").to_pylist())  # each record once
     assert stats.records == len(out) == 8 and stats.errors == 2 and stats.tokens > 10 * 256
@@ -127,6 +128,8 @@ def test_settings_errors_name_the_problem(task_models, wiki_corpus, tmp_path):
         BatchSettings(task="question-answering", model=model, input="x", output="y")
     with pytest.raises(ValueError, match=r"no column\(s\) \['body'\]"):
         batch.input_columns(_settings("text-classification", model, wiki_corpus, tmp_path, text_column="body"))
+    with pytest.raises(ValueError, match=r"keep_columns \['label'\] clash"):
+        BatchSettings(task="text-classification", model=model, input="x", output="y", keep_columns=["label"])
     with pytest.raises(ValueError, match="cannot read input"):
         batch.input_columns(_settings("text-classification", model, tmp_path / "missing", tmp_path))
 
