@@ -12,7 +12,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 
-def summarise(output: str, *, label_column: str = "label", holdout_fraction: float | None = None,
+def summarise(output: str, *, label_column: str = "label_true", holdout_fraction: float | None = None,
               split_seed: int = 0, samples: int = 8) -> str:
     """Accuracy (all records, and the held-out split when its fraction is given), majority baseline and a
     few rows to check by eye.
