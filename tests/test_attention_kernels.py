@@ -107,9 +107,10 @@ def test_kernels_match_transformers_block_sparse_attention(kernel, bs, r, L):
 
 
 @pytest.mark.parametrize("kernel", sorted(KERNELS))
-@pytest.mark.parametrize("bs,r,L", [(8, 2, 96), (4, 0, 40), (16, 3, 1024)])
-def test_kernel_gradients_match_dense_reference(kernel, bs, r, L):
-    layout = _layout(bs, r, L, heads=2)
+@pytest.mark.parametrize("bs,r,L,zero_random", [(8, 2, 96, False), (4, 0, 40, False), (16, 3, 1024, False),
+                                                (8, 3, 128, True)])
+def test_kernel_gradients_match_dense_reference(kernel, bs, r, L, zero_random):
+    layout = _layout(bs, r, L, heads=2, zero_random=zero_random)  # zero_random: repeated blocks
     q, k, v, key_mask = _inputs(2, 2, L, 8, pad=L // 5)
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
     ref_leaves = [t.double().requires_grad_() for t in (q, k, v)]

@@ -10,7 +10,7 @@ Why this shape (measured on 2 Zen 4 cores, 12 heads x 64, block 64, 4,096 tokens
   processed in tiles of a few MB (:data:`TILE_BYTES_PER_THREAD`), which also keeps them in cache.
 * The backward recomputes the gathers instead of saving them (only ``q, k, v``, the output and the
   log-sum-exp are kept: memory linear in ``L``) and calls the fused CPU flash backward per tile; the
-  gradients of the gathered blocks are summed back with ``index_add_``.
+  gradients of the gathered blocks are summed back (see :func:`_accumulate`).
 
 Both passes are ``torch.library`` custom ops, so ``torch.compile`` sees one opaque call per layer (no
 graph breaks, no recompiles as the tiling changes). Registering them is this module's only effect.
@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import torch
 
 from bigbird.kernels.common import flat_block_index, gather_blocks, global_bias, global_rows, middle_bias
+from bigbird.layout import NUM_FIXED_SLOTS
 
 # Gathered keys + values per tile and per thread: small enough to stay in cache and in glibc's heap.
 TILE_BYTES_PER_THREAD = 2 << 20
@@ -121,7 +122,7 @@ def block_sparse_cpu_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
     index = flat_block_index(blocks, B)  # (B*H, M, S)
     bias = middle_bias(blocks, slot_valid, key_mask, B, bs, torch.float32)
     k_flat, v_flat = k.reshape(B * H * n, bs, D), v.reshape(B * H * n, bs, D)
-    dk_flat, dv_flat = dk.view(B * H * n, bs, D), dv.view(B * H * n, bs, D)
+    dk_blocks, dv_blocks = dk.view(B * H, n, bs, D), dv.view(B * H, n, bs, D)
 
     q_mid = q.view(B * H, n, bs, D)[:, 1:-1]
     go_mid, out_mid, dq_mid = (x.view(B * H, n, bs, D)[:, 1:-1] for x in (grad_out, out.contiguous(), dq))
@@ -133,9 +134,34 @@ def block_sparse_cpu_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
                                            lse_mid[g, r], 0.0, False,
                                            attn_mask=_tile_bias(bias, g, r, B * H), scale=scale)
         dq_mid[g, r] = dq_t
-        dk_flat.index_add_(0, idx.reshape(-1), dk_t.reshape(-1, bs, D))  # repeated blocks add up
-        dv_flat.index_add_(0, idx.reshape(-1), dv_t.reshape(-1, bs, D))
+        shape = (*idx.shape, bs, D)  # (g, r, S, bs, D), a view of the flash output
+        _accumulate(dk_blocks, dk_t.view(shape), idx, g, r)
+        _accumulate(dv_blocks, dv_t.view(shape), idx, g, r)
     return dq, dk, dv
+
+
+def _accumulate(dst: torch.Tensor, grad: torch.Tensor, index: torch.Tensor, g: slice, r: slice) -> None:
+    """Add the gradients of one tile's gathered key blocks back where the blocks came from.
+
+    Args:
+        dst: ``(B*H, n, bs, D)`` key (or value) gradient.
+        grad: ``(g, r, S, bs, D)`` gradients of the gathered blocks of query blocks ``r`` of heads ``g``.
+        index: ``(g, r, S)`` rows of ``dst.view(-1, bs, D)`` they were gathered from.
+
+    The fixed slots (:data:`bigbird.layout.NUM_FIXED_SLOTS`: global first, window ``i-1, i, i+1``, global
+    last) land on the same or consecutive blocks, so they are sums and shifted adds; only the random slots
+    need a scatter (``index_put_``, which unlike ``index_add_`` is fast on CPU; repeated blocks add up).
+    """
+    m0, m1 = r.start, r.start + grad.shape[1]
+    d = dst[g]  # (g, n, bs, D) view
+    d[:, 0] += grad[:, :, 0].sum(1)  # every query block sees the first and the last block
+    d[:, -1] += grad[:, :, 4].sum(1)
+    d[:, m0:m1] += grad[:, :, 1]  # query block i = m + 1 sees blocks m, m + 1, m + 2
+    d[:, m0 + 1:m1 + 1] += grad[:, :, 2]
+    d[:, m0 + 2:m1 + 2] += grad[:, :, 3]
+    if grad.shape[2] > NUM_FIXED_SLOTS:
+        dst.view(-1, *dst.shape[2:]).index_put_((index[:, :, NUM_FIXED_SLOTS:],), grad[:, :, NUM_FIXED_SLOTS:],
+                                                accumulate=True)
 
 
 @block_sparse_cpu_backward.register_fake
