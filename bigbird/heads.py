@@ -127,8 +127,8 @@ class BigBirdForPreTraining(BigBirdPreTrainedModel):
         return BigBirdForPreTrainingOutput(loss, logits, nsp, out.hidden_states, out.attentions)
 
 
-class BigBirdForMaskedLM(BigBirdPreTrainedModel):
-    """Masked language modelling."""
+class _LanguageModel(BigBirdPreTrainedModel):
+    """An encoder with the (tied) LM head: shared by the masked and the causal LM."""
 
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__(config)
@@ -138,6 +138,10 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
+
+
+class BigBirdForMaskedLM(_LanguageModel):
+    """Masked language modelling."""
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: torch.Tensor | None = None, **kwargs: Any) -> MaskedLMOutput:
@@ -148,17 +152,8 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 
 
-class BigBirdForCausalLM(BigBirdPreTrainedModel):
+class BigBirdForCausalLM(_LanguageModel):
     """Left-to-right LM (``config.is_decoder=True``) with a key/value cache and ``logits_to_keep``."""
-
-    def __init__(self, config: BigBirdConfig) -> None:
-        super().__init__(config)
-        self.bert = BigBirdModel(config)
-        self.lm_head = LMHead(config)
-        self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head.decoder
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None,
