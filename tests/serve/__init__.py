@@ -1,0 +1,1 @@
+"""Tests of the Ray Serve HTTP service (serve/)."""
