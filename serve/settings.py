@@ -127,6 +127,15 @@ class ServeSettings(BaseModel):
             raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length}")
         return self
 
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> ServeSettings:
+        """Settings from a YAML file (see :func:`read_yaml`), with ``overrides`` on top.
+
+        Raises:
+            ValueError: If the file or a value is invalid.
+        """
+        return make_settings({**read_yaml(path), **overrides})
+
     def limits(self) -> dict[str, Any]:
         """What the ingress needs: body size, timeout and Retry-After."""
         return {"max_body_bytes": self.max_body_bytes, "request_timeout_s": self.request_timeout_s,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from serve.app import build_app, resolve_model
-from serve.settings import MiB, make_settings, read_yaml
+from serve.settings import MiB, ServeSettings, make_settings, read_yaml
 
 CONFIG = Path(__file__).parents[2] / "serve" / "config.yaml"
 
@@ -60,6 +60,7 @@ def test_yaml_flat_and_serve_config(tmp_path):
     flat = tmp_path / "flat.yaml"
     flat.write_text("model: ./m\nport: 9000\nmax_batch_size: 4\n")
     assert read_yaml(flat) == {"model": "./m", "port": 9000, "max_batch_size": 4}
+    assert ServeSettings.from_yaml(flat, port=9100).port == 9100
     values = read_yaml(CONFIG)
     s = make_settings(values)
     assert (s.host, s.port, s.app_name, s.route_prefix, s.task) == ("127.0.0.1", 8000, "bigbird", "/", "fill-mask")
