@@ -36,7 +36,8 @@ def task_class(task: str) -> type[TaskPipeline]:
 
 def pipeline(task: str, model: str | os.PathLike | torch.nn.Module, tokenizer: Any = None, *,
              device: int | str | torch.device | None = None, batch_size: int = 8, max_length: int | None = None,
-             stride: int = 128, dtype: torch.dtype | str | None = None, **load_kwargs: Any) -> TaskPipeline:
+             stride: int = 128, max_tokens: int | None = None, dtype: torch.dtype | str | None = None,
+             **load_kwargs: Any) -> TaskPipeline:
     """Build a task pipeline, like ``transformers.pipeline``.
 
     Args:
@@ -47,6 +48,7 @@ def pipeline(task: str, model: str | os.PathLike | torch.nn.Module, tokenizer: A
         batch_size: Windows per forward pass.
         max_length: Tokens per window (default: ``max_position_embeddings``).
         stride: Overlap between the windows of a long input.
+        max_tokens: Optional cap on tokens per forward pass (windows x padded length).
         dtype: Weight dtype when loading (e.g. ``torch.bfloat16``).
         **load_kwargs: Passed to ``from_pretrained`` (``revision``, ``local_files_only``, ...).
 
@@ -66,4 +68,5 @@ def pipeline(task: str, model: str | os.PathLike | torch.nn.Module, tokenizer: A
     if isinstance(tokenizer, (str, os.PathLike)):
         hub = {k: v for k, v in load_kwargs.items() if k in ("revision", "cache_dir", "local_files_only")}
         tokenizer = BigBirdTokenizer.from_pretrained(tokenizer, **hub)
-    return cls(model, tokenizer, device=device, batch_size=batch_size, max_length=max_length, stride=stride)
+    return cls(model, tokenizer, device=device, batch_size=batch_size, max_length=max_length, stride=stride,
+               max_tokens=max_tokens)
