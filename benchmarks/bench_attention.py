@@ -44,6 +44,9 @@ IMPLS = {  # name -> (level, transformers?)
     "hf_full_layer": ("layer", True),
 }
 REFERENCE = {"kernel": "hf_sparse", "layer": "hf_sparse_layer"}
+# transformers builds L x L matrices (4 GB per call at 8,192 tokens); dense backward at 16,384 takes minutes.
+CAPS = {f"{impl}:{mode}": 8192 for impl in ("hf_sparse", "hf_sparse_layer", "hf_full_layer") for mode in common.MODES}
+CAPS["sdpa_dense:forward+backward"] = 8192
 DENSE = {"sdpa_dense", "hf_full_layer"}
 
 
@@ -204,10 +207,8 @@ def main(argv: list[str] | None = None) -> None:
                              "stay fast on a busy CI machine where OpenMP threads wait for each other)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the CI smoke test")
     parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
-    parser.add_argument("--ref-max", type=int, default=8192,
-                        help="longest length for the transformers implementations (they build L x L)")
-    parser.add_argument("--dense-backward-max", type=int, default=8192,
-                        help="longest length for dense attention forward+backward")
+    parser.add_argument("--cap", action="append", default=[], metavar="IMPL:MODE=LENGTH",
+                        help=f"longest length for an implementation and mode (* = both); defaults {CAPS}")
     parser.add_argument("--out", type=Path, default=common.RESULTS, help="where the table and plot go")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -219,17 +220,13 @@ def main(argv: list[str] | None = None) -> None:
 
     base = dict(QUICK if args.quick else FULL)
     spec = {**base, "lengths": sorted(args.lengths or base["lengths"]), "threads": args.threads,
-            "repeat": 1 if args.quick else args.repeat, "modes": ["forward", "forward+backward"],
+            "repeat": 1 if args.quick else args.repeat, "modes": list(common.MODES),
             "max_call_s": 15.0,
             "point_budget_s": 2.0 if args.quick else 10.0}
-    caps = {}
-    for impl, (_, is_hf) in IMPLS.items():
-        for mode in spec["modes"]:
-            cap = args.ref_max if is_hf else 1 << 30
-            if impl in DENSE and mode == "forward+backward":
-                cap = min(cap, args.dense_backward_max)
-            caps[f"{impl}:{mode}"] = cap
-    spec["caps"] = caps
+    try:
+        spec["caps"] = common.caps(CAPS, args.cap, list(IMPLS))
+    except ValueError as exc:
+        parser.error(str(exc))
 
     torch.set_num_threads(args.threads)
     mm_size = 1024 if args.quick else 4096
@@ -273,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "attention.md").write_text(header + "\n" + text + "\n")
-    (args.out / "attention.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": rows}, indent=1))
+    (args.out / "attention.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": [
+        {k: v for k, v in r.items() if k != "sample"} for r in rows]}, indent=1))
     common.plot(rows, args.out / "attention.png",
                 f"attention alone, H={spec['heads']} D={spec['head_size']} block={spec['block_size']} "
                 f"r={spec['num_random_blocks']}, {args.threads} threads")

@@ -80,7 +80,11 @@ def flex_kernel(layout, length: int):
     indices = torch.argsort((~dense).to(torch.int8), dim=-1, stable=True).to(torch.int32)[None]
     block_mask = BlockMask.from_kv_blocks(num, indices, BLOCK_SIZE=bs)
     compiled = torch.compile(flex_attention)
-    return lambda q, k, v, **_: compiled(q, k, v, block_mask=block_mask)
+    def call(q, k, v, **_):
+        if not torch.is_grad_enabled():  # it refuses inputs that require grad on CPU, even under no_grad
+            q, k, v = q.detach(), k.detach(), v.detach()
+        return compiled(q, k, v, block_mask=block_mask)
+    return call
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--flex", action="store_true", help="also compile and time FlexAttention (forward)")
+    parser.add_argument("--out", type=Path, default=common.RESULTS, help="where kernels.md goes")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             row["fwd_bwd_s"] = common.time_calls(step, args.repeat)["best"]
         except (RuntimeError, NotImplementedError) as exc:
             row["fwd_bwd_s"] = None
-            row["note"] = str(exc).splitlines()[0][:60]
+            row["note"] = "no backward: " + str(exc).splitlines()[0][:50]
         if name == "split_lse":
             row["fwd_bwd_s"], row["note"] = None, "forward-only prototype"
         row["fwd_gflops"] = flops / row["forward_s"] / 1e9
@@ -143,12 +148,18 @@ def main(argv: list[str] | None = None) -> None:
             row["fwd_bwd_gflops"] = 3 * flops / row["fwd_bwd_s"] / 1e9
         rows.append(row)
     cpu_flash.TILE_BYTES_PER_THREAD = default_tile
-    print(f"machine: {common.machine()}; L={L}, H={H}, D={D}, block {bs}, r={r}, {args.threads} threads; "
-          f"torch.mm {mm:.0f} GFLOP/s; pattern {flops / 1e9:.2f} GFLOP forward\n")
-    print(common.table(rows, [("impl", "kernel"), ("forward_s", "forward s"), ("fwd_gflops", "fwd GFLOP/s"),
-                              ("fwd_pct_mm", "fwd % of mm"), ("fwd_bwd_s", "fwd+bwd s"),
-                              ("fwd_bwd_gflops", "fwd+bwd GFLOP/s"), ("max_diff", "max |diff|"),
-                              ("note", "note")]))
+    command = "python benchmarks/bench_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = (f"# Kernel candidates\n\nmachine: {common.machine()}\ncommand: `{command.strip()}`\n"
+              f"L={L}, H={H}, D={D}, block {bs}, r={r}, batch 1, {args.threads} threads; torch.mm fp32 4096^3 "
+              f"{mm:.0f} GFLOP/s; the pattern needs {flops / 1e9:.2f} GFLOP forward (3x for forward+backward)\n")
+    text = common.table(rows, [("impl", "kernel"), ("forward_s", "forward s"), ("fwd_gflops", "fwd GFLOP/s"),
+                               ("fwd_pct_mm", "fwd % of mm"), ("fwd_bwd_s", "fwd+bwd s"),
+                               ("fwd_bwd_gflops", "fwd+bwd GFLOP/s"), ("max_diff", "max |diff|"),
+                               ("note", "note")])
+    print(header)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "kernels.md").write_text(header + "\n" + text + "\n")
 
 
 if __name__ == "__main__":

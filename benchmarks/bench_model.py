@@ -7,12 +7,12 @@ seeded random blocks ours uses (dropout is 0, so the outputs must agree: the tab
 
     python benchmarks/bench_model.py                     # the full default run (~10 min on 2 cores)
     python benchmarks/bench_model.py --quick             # CI smoke test
-    python benchmarks/bench_model.py --backward-max 16384 --lengths 4096 16384   # longer training sweep
+    python benchmarks/bench_model.py --impls ours_sparse --lengths 8192 16384 \
+        --cap "ours_sparse:forward+backward=16384"       # our forward+backward at long lengths
 
-Default caps, all overridable: transformers block-sparse up to ``--ref-max`` (8,192: it builds an L x L
-probability matrix per layer), transformers full attention up to 4,096, our full attention up to 8,192
-(16,384 takes minutes), forward+backward up to ``--backward-max`` (4,096); the extra ``--crossover``
-lengths run our two attention types forward only.
+The default lengths and caps (``CAPS``, change them with ``--cap IMPL:MODE=LENGTH``) keep the run near ten
+minutes: transformers builds an L x L matrix per layer, full attention is quadratic, and forward+backward
+costs three forwards. The extra ``--crossover`` lengths run our two attention types forward only.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from benchmarks import common
 
 BASE = dict(vocab_size=50358, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
             intermediate_size=3072, block_size=64, num_random_blocks=3,
-            lengths=[1024, 2048, 4096, 8192, 16384, 32768], crossover=[768, 1536])
+            lengths=[1024, 2048, 4096, 8192, 16384, 32768], crossover=[768])
 QUICK = dict(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
              intermediate_size=128, block_size=16, num_random_blocks=2, lengths=[256, 512], crossover=[])
 IMPLS = {  # name -> (library, attention_type)
@@ -42,6 +42,11 @@ IMPLS = {  # name -> (library, attention_type)
     "hf_sparse": ("transformers", "block_sparse"),
     "hf_full": ("transformers", "original_full"),
 }
+# Keep the default run near 10 minutes on 2 cores: transformers builds an L x L matrix per layer, dense
+# attention is quadratic, and a forward+backward costs three forwards.
+CAPS = {"ours_sparse:forward+backward": 4096, "ours_full:forward": 4096, "ours_full:forward+backward": 4096,
+        "hf_sparse:forward": 8192, "hf_sparse:forward+backward": 4096, "hf_full:forward": 4096,
+        "hf_full:forward+backward": 2048}
 REFERENCE = {"ours_sparse": "hf_sparse", "ours_full": "hf_full", "hf_sparse": "hf_sparse", "hf_full": "hf_full"}
 
 
@@ -125,15 +130,12 @@ def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
     return fwd * (3 if mode == "forward+backward" else 1)
 
 
-def _points(spec: dict, args) -> dict[str, list[tuple[int, str]]]:
-    caps = {"ours_sparse": 1 << 30, "ours_full": args.full_max, "hf_sparse": args.ref_max,
-            "hf_full": min(args.ref_max, args.ref_full_max)}
+def _points(spec: dict, impls: list[str], caps: dict[str, int]) -> dict[str, list[tuple[int, str]]]:
     points: dict[str, list[tuple[int, str]]] = {}
-    for impl in args.impls:
-        pts = [(L, "forward") for L in spec["lengths"] if L <= caps[impl]]
+    for impl in impls:
+        pts = [(L, m) for m in common.MODES for L in spec["lengths"] if L <= caps[f"{impl}:{m}"]]
         if impl.startswith("ours"):
-            pts += [(L, "forward") for L in spec["crossover"] if L <= caps[impl]]
-        pts += [(L, "forward+backward") for L in spec["lengths"] if L <= min(caps[impl], args.backward_max)]
+            pts += [(L, "forward") for L in spec["crossover"] if L <= caps[f"{impl}:forward"]]
         points[impl] = sorted(set(pts), key=lambda p: (p[1] != "forward", p[0]))
     return points
 
@@ -159,16 +161,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", help="sequence lengths (multiples of the block size)")
     parser.add_argument("--crossover", type=int, nargs="*", help="extra lengths, ours only, forward only")
-    parser.add_argument("--repeat", type=int, default=3, help="timed calls per point after a warm-up")
+    parser.add_argument("--repeat", type=int, default=2, help="timed calls per point after a warm-up")
     parser.add_argument("--threads", type=int,
                         help="torch.set_num_threads in every process (default 2; 1 with --quick, which must "
                              "stay fast on a busy CI machine where OpenMP threads wait for each other)")
     parser.add_argument("--quick", action="store_true", help="a tiny model, for the CI smoke test")
     parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
-    parser.add_argument("--ref-max", type=int, default=8192, help="longest length for transformers")
-    parser.add_argument("--ref-full-max", type=int, default=4096, help="longest length for transformers full")
-    parser.add_argument("--full-max", type=int, default=8192, help="longest length for our full attention")
-    parser.add_argument("--backward-max", type=int, default=4096, help="longest length for forward+backward")
+    parser.add_argument("--cap", action="append", default=[], metavar="IMPL:MODE=LENGTH",
+                        help=f"longest length for an implementation and mode (* = both); defaults {CAPS}")
     parser.add_argument("--out", type=Path, default=common.RESULTS, help="where the table and plot go")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -186,9 +186,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg.pop("lengths", None), cfg.pop("crossover", None)
     max_pos = max(lengths + crossover)
     spec = {**cfg, "max_position_embeddings": max_pos, "lengths": lengths, "crossover": crossover,
-            "threads": args.threads, "repeat": 1 if args.quick else args.repeat, "max_call_s": 15.0,
-            "point_budget_s": 2.0 if args.quick else 12.0}
-    spec["points"] = _points(spec, args)
+            "threads": args.threads, "repeat": 1 if args.quick else args.repeat, "max_call_s": 10.0,
+            "point_budget_s": 2.0 if args.quick else 10.0}
+    try:
+        spec["points"] = _points(spec, args.impls, common.caps(CAPS, args.cap, list(IMPLS)))
+    except ValueError as exc:
+        parser.error(str(exc))
 
     torch.set_num_threads(args.threads)
     mm_size = 1024 if args.quick else 4096
@@ -248,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + "\n".join(notes))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "model.md").write_text(header + "\n" + text + "\n\n" + "\n".join(notes) + "\n")
-    (args.out / "model.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": rows}, indent=1))
+    (args.out / "model.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": [
+        {k: v for k, v in r.items() if k != "sample"} for r in rows]}, indent=1))
     common.plot(rows, args.out / "model.png",
                 f"BigBird encoder H={spec['hidden_size']} x {spec['num_hidden_layers']} layers, batch 1, "
                 f"{args.threads} threads")

@@ -116,6 +116,34 @@ def peak_mib_since(baseline_kb: int) -> float:
     return (_status_kb("VmHWM") - baseline_kb) / 1024
 
 
+# -------------------------------------------------------------------------------------------- settings
+
+MODES = ("forward", "forward+backward")
+
+
+def caps(defaults: dict[str, int], overrides: Sequence[str], impls: Sequence[str]) -> dict[str, int]:
+    """Longest length per ``"impl:mode"``: ``defaults`` (missing = no cap), then ``overrides`` such as
+    ``"hf_sparse:forward=16384"`` or ``"hf_sparse:*=16384"`` (both modes).
+
+    Raises:
+        ValueError: On a malformed override or an unknown implementation or mode.
+    """
+    out = {f"{i}:{m}": defaults.get(f"{i}:{m}", 1 << 30) for i in impls for m in MODES}
+    for item in overrides:
+        try:
+            key, value = item.split("=")
+            impl, mode = key.split(":")
+            length = int(value)
+        except ValueError:
+            raise ValueError(f"--cap wants IMPL:MODE=LENGTH, got {item!r}") from None
+        modes = MODES if mode == "*" else (mode,)
+        if impl not in impls or not set(modes) <= set(MODES):
+            raise ValueError(f"--cap {item!r}: implementations {list(impls)}, modes {list(MODES)} or *")
+        for m in modes:
+            out[f"{impl}:{m}"] = length
+    return out
+
+
 # ------------------------------------------------------------------------------------- worker processes
 
 
