@@ -325,7 +325,8 @@ def test_cli_serves_until_interrupted(urls, ray_cluster, task_models, tmp_path):
             assert proc.poll() is None and time.monotonic() < deadline, f"no URL printed: {lines}"
             time.sleep(0.2)
         url = f"http://127.0.0.1:{port}/cli"
-        assert f"{url}/v1/text-classification" in lines[0] and f"{url}/docs" in lines[0]
+        serving = next(line for line in lines if line.startswith("serving "))  # Ray may log lines first
+        assert f"{url}/v1/text-classification" in serving and f"{url}/docs" in serving
         r = post(f"{url}/v1/text-classification", {"inputs": "hello"})
         assert r.status_code == 200 and r.json()[0]["label"] in ("NEG", "POS")
         proc.send_signal(signal.SIGINT)
