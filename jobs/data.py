@@ -93,7 +93,7 @@ def encode_spec(settings: JobSettings, tokenizer: Any, labels: list[str] | None)
     if settings.task == "token-classification" and span_labels is None and labels:
         span_labels = sorted({name.split("-", 1)[-1] for name in labels[1:]})
     return EncodeSpec(task=settings.task, tokenizer=tokenizer, max_length=d.max_length, stride=d.stride,
-                      columns=d.columns.model_dump(), first_window_only=d.first_window_only,
+                      columns=d.columns.model_dump(), first_window_only=d.first_window_only, max_chars=d.max_chars,
                       label2id={n: i for i, n in enumerate(labels or [])}, multi_label=d.multi_label,
                       label_separator=d.label_separator, span_labels=span_labels, scheme=d.tagging_scheme)
 

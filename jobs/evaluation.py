@@ -45,12 +45,14 @@ def _pipeline(model: torch.nn.Module, tokenizer: Any, settings: JobSettings, dev
 
 
 def _texts(records: list[dict], settings: JobSettings, tokenizer: Any) -> list[dict]:
-    """Pipeline inputs ``{"text", ["question"]}``; with ``first_window_only`` the text is cut to what the
-    first window holds, as in training."""
+    """Pipeline inputs ``{"text", ["question"]}``; ``max_chars`` and ``first_window_only`` cut the text as in
+    training."""
     cols, d = settings.data.columns, settings.data
     out = []
     for r in records:
         item = {"text": r[cols.text]}
+        if d.max_chars is not None and isinstance(item["text"], str):
+            item["text"] = item["text"][: d.max_chars]
         if settings.task == "question-answering":
             item["question"] = r[cols.question]
         if d.first_window_only and isinstance(item["text"], str):

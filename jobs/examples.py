@@ -39,6 +39,7 @@ class EncodeSpec:
     stride: int
     columns: dict[str, str]
     first_window_only: bool = False
+    max_chars: int | None = None  # cut texts to their first N characters
     label2id: dict[str, int] = field(default_factory=dict)
     multi_label: bool = False
     label_separator: str | None = None
@@ -176,6 +177,10 @@ def encode_records(table: pa.Table, spec: EncodeSpec) -> pa.Table:
     """
     cols, tok = spec.columns, spec.tokenizer
     rows = table.to_pylist()
+    if spec.max_chars is not None:
+        for r in rows:
+            if isinstance(r.get(cols["text"]), str):
+                r[cols["text"]] = r[cols["text"]][: spec.max_chars]
     keep = [r for r in rows if isinstance(r.get(cols["text"]), str) and r[cols["text"]].strip()]
     if spec.task == "question-answering":
         keep = [r for r in keep if isinstance(r.get(cols["question"]), str) and r[cols["question"]].strip()]

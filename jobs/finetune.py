@@ -21,14 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.settings import PIPELINE_TASK, JobSettings, check_sources, is_uri, load_settings, unigram_size
+from jobs.settings import PIPELINE_TASK, JobSettings, check_sources, is_uri, load_settings
 
 EPILOG = """examples:
   bigbird finetune --config jobs/configs/rrna16s_phylum.yaml
   bigbird finetune --config jobs/configs/squad_qa.yaml --override train.epochs=1 --override scaling.num_workers=2
   ray job submit --working-dir . -- python -m jobs.finetune --config jobs/configs/wiki_mlm.yaml
 
-Overrides use dotted keys and YAML values: train.lr=3e-4, data.eval_fraction=0.1, model.tokenizer=dna.
+Overrides use dotted keys and YAML values: train.lr=3e-4, data.eval_fraction=0.1, model.unigram.vocab_size=512.
 Re-running a command with the same run.name resumes from its latest checkpoint."""
 
 
@@ -57,8 +57,10 @@ def resolve_paths(settings: JobSettings) -> JobSettings:
     return settings.model_copy(update={"run": run})
 
 
-def train_texts(settings: JobSettings) -> list[str]:
-    """Texts of the training split (hold-out removed, ``limit`` applied), for training a tokenizer."""
+def train_texts(settings: JobSettings, sample: int | None = None) -> list[str]:
+    """Whole texts of the training split (hold-out removed, ``limit`` applied; ``max_chars`` is not, so a
+    truncation baseline gets the same vocabulary); with ``sample``, that many spread evenly over the split
+    (corpora are often sorted, e.g. by taxon)."""
     import pyarrow.dataset as pads
 
     from jobs.examples import in_holdout
@@ -69,24 +71,29 @@ def train_texts(settings: JobSettings) -> list[str]:
     if d.eval_fraction is not None:
         held = in_holdout(ids, d.eval_fraction, d.split_seed)
         texts = [t for t, h in zip(texts, held) if not h]
-    return [t for t in texts if isinstance(t, str)][: d.limit]
+    texts = [t for t in texts[: d.limit] if isinstance(t, str) and t]
+    if sample is not None and len(texts) > sample:
+        texts = texts[:: len(texts) // sample][:sample]
+    return texts
 
 
 def resolve_tokenizer(settings: JobSettings) -> Any:
-    """``dna`` -> DNATokenizer; ``unigram:N`` -> trained on the train split (kept in the run folder, so a
+    """``dna`` -> DNATokenizer; ``unigram`` -> learnt from the train split (kept in the run folder, so a
     resumed run gets the same vocabulary); otherwise a folder or hub id (default: the model's)."""
     from bigbird.tokenizer import BigBirdTokenizer
 
     spec = settings.model.tokenizer or settings.model.from_pretrained
     if spec == "dna":
         return BigBirdTokenizer.for_dna()
-    if spec.startswith("unigram"):
-        size = unigram_size(spec)
+    if spec == "unigram":
+        u = settings.model.unigram
         cache = None if is_uri(settings.run.storage_path) else (
             Path(settings.run.storage_path) / settings.run.name / "tokenizer")
         if cache is not None and (cache / "tokenizer.json").is_file():
             return BigBirdTokenizer.from_pretrained(cache)
-        tokenizer = BigBirdTokenizer.train_unigram(train_texts(settings), size)
+        tokenizer = BigBirdTokenizer.train_unigram(train_texts(settings, u.sample), u.vocab_size,
+                                                   add_prefix_space=u.add_prefix_space,
+                                                   max_piece_length=u.max_piece_length)
         if cache is not None:
             tokenizer.save_pretrained(cache)
         return tokenizer

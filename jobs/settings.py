@@ -44,13 +44,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class UnigramSettings(_Section):
+    """A SentencePiece-style Unigram vocabulary learnt from the training split (``model.tokenizer: unigram``)."""
+
+    vocab_size: int = Field(8000, ge=16, description="pieces, the 7 special tokens included")
+    max_piece_length: int = Field(16, ge=1, description="longest piece, in characters")
+    add_prefix_space: bool = Field(True, description="false for DNA: sequences have no words")
+    sample: int = Field(2000, ge=1, description="learn from this many training records, spread over the split")
+
+
 class ModelSettings(_Section):
     """Where the weights start: a saved model (folder or hub id) or a new BigBird from a config dict."""
 
     from_pretrained: str | None = Field(None, description="folder or hub id of a saved BigBird")
     from_scratch: dict[str, Any] | None = Field(None, description="BigBirdConfig fields of a new model")
-    tokenizer: str | None = Field(None, description="'dna', 'unigram:VOCAB_SIZE' (trained on the train "
-                                                    "split), or a folder / hub id; default: from_pretrained")
+    tokenizer: str | None = Field(None, description="'dna' (one token per base), 'unigram' (learnt from the "
+                                                    "train split, see model.unigram), or a folder / hub id; "
+                                                    "default: from_pretrained")
+    unigram: UnigramSettings = Field(default_factory=lambda: UnigramSettings())
     config_overrides: dict[str, Any] = Field(default_factory=dict,
                                              description="BigBirdConfig fields to change on a pretrained model")
     gradient_checkpointing: bool = False
@@ -62,28 +73,14 @@ class ModelSettings(_Section):
                              "model.from_scratch (a BigBirdConfig dict)")
         if self.from_scratch is not None:
             if self.tokenizer is None:
-                raise ValueError("model.from_scratch needs model.tokenizer ('dna', 'unigram:N' or a folder)")
+                raise ValueError("model.from_scratch needs model.tokenizer ('dna', 'unigram' or a folder)")
             _check_config_fields(self.from_scratch, "model.from_scratch")
         if self.config_overrides:
             if self.from_scratch is not None:
                 raise ValueError("model.config_overrides applies to from_pretrained; put the fields in "
                                  "model.from_scratch instead")
             _check_config_fields(self.config_overrides, "model.config_overrides")
-        if self.tokenizer is not None and self.tokenizer.startswith("unigram"):
-            unigram_size(self.tokenizer)
         return self
-
-
-def unigram_size(spec: str) -> int:
-    """``'unigram:8000'`` -> 8000.
-
-    Raises:
-        ValueError: If the spec is not ``unigram:N`` with N >= 16.
-    """
-    m = re.fullmatch(r"unigram:(\d+)", spec)
-    if not m or int(m.group(1)) < 16:
-        raise ValueError(f"model.tokenizer {spec!r}: write 'unigram:VOCAB_SIZE' with a size >= 16, e.g. 'unigram:8000'")
-    return int(m.group(1))
 
 
 def _check_config_fields(fields: dict[str, Any], where: str) -> None:
@@ -124,6 +121,8 @@ class DataSettings(_Section):
     limit: int | None = Field(None, ge=1, description="use at most this many train records (and eval records)")
     max_length: int = Field(512, ge=16, description="tokens per window, special tokens included")
     stride: int = Field(128, ge=0, description="tokens shared by consecutive windows of a long record")
+    max_chars: int | None = Field(None, ge=1, description="cut every text to its first N characters (bases), "
+                                                      "in training and evaluation: a truncation baseline")
     first_window_only: bool = Field(False, description="keep only the first window of each record "
                                                        "(training and evaluation): a truncation baseline")
     multi_label: bool = False
@@ -355,7 +354,7 @@ def check_sources(settings: JobSettings) -> None:
                              f"(it has {names}; map other names with data.columns)")
     m = settings.model
     for field, value in (("model.from_pretrained", m.from_pretrained), ("model.tokenizer", m.tokenizer)):
-        if value is None or value == "dna" or value.startswith("unigram") or is_uri(value):
+        if value is None or value in ("dna", "unigram") or is_uri(value):
             continue
         looks_local = value.startswith((".", "/", "~")) or Path(value).exists() or value.count("/") != 1
         if looks_local and not Path(value).expanduser().exists():

@@ -105,6 +105,8 @@ def test_classification_labels_single_multi_and_unknown():
     assert {w["label"] for w in out if w["length"] > 4} == {0} and len(out) > 2  # each window: its record's label
     first = encode_records(table, spec("text-classification", label2id={"x": 0, "y": 1}, first_window_only=True))
     assert first.num_rows == 2
+    cut = encode_records(table, spec("text-classification", label2id={"x": 0, "y": 1}, max_chars=10)).to_pylist()
+    assert [w["length"] for w in cut] == [12, 4]  # [CLS] + the first 10 bases + [SEP]
     multi = pa.table({"id": ["a"], "text": ["ACGT"], "label": ["y|x"]})
     row = encode_records(multi, spec("text-classification", label2id={"x": 0, "y": 1}, multi_label=True,
                                      label_separator="|")).to_pylist()[0]

@@ -42,6 +42,13 @@ def test_defaults_and_metric():
     assert load_settings(data=settings(task="qa")).task == "question-answering"
 
 
+def test_unigram_tokenizer_settings():
+    s = load_settings(data=settings(model={"from_scratch": SCRATCH, "tokenizer": "unigram"}),
+                      overrides=["model.unigram.vocab_size=512", "model.unigram.add_prefix_space=false"])
+    assert s.model.unigram.vocab_size == 512 and s.model.unigram.add_prefix_space is False
+    assert s.model.unigram.max_piece_length == 16
+
+
 def test_overrides_are_yaml_values():
     s = load_settings(data=settings(), overrides=["train.lr=3e-4", "scaling.num_workers=2", "data.eval_fraction=0.1",
                                                   "train.bf16=false", "run.name=x-1"])
@@ -59,7 +66,7 @@ def test_overrides_are_yaml_values():
     ({"model": {"from_scratch": {**SCRATCH, "hiden_size": 3}, "tokenizer": "dna"}}, "unknown BigBirdConfig fields"),
     ({"model": {"from_scratch": {**SCRATCH, "vocab_size": 9}, "tokenizer": "dna"}}, "set by the job"),
     ({"model": {"from_scratch": {**SCRATCH, "num_attention_heads": 5}, "tokenizer": "dna"}}, "not a multiple"),
-    ({"model": {"from_pretrained": "m", "tokenizer": "unigram:x"}}, "unigram:VOCAB_SIZE"),
+    ({"model": {"from_pretrained": "m", "tokenizer": "unigram", "unigram": {"vocab_size": 3}}}, "model.unigram.vocab_size"),
     ({"data__eval": "e", "data__eval_fraction": 0.1}, "not both"),
     ({"data__eval_fraction": 1.5}, "data.eval_fraction"),
     ({"train__batch_size": 0}, "train.batch_size"),

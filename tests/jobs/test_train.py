@@ -41,17 +41,23 @@ def rrna_job(tmp_path, corpus, name: str, **sections) -> dict:
 
 
 def test_text_classification_rrna16s_end_to_end(ray_cluster, corpus, tmp_path):
-    """16S rRNA genes -> phylum: DNA tokenizer, BigBird from scratch, held-out split by id hash."""
-    summary = fit(rrna_job(tmp_path, corpus, "rrna", data={"eval_fraction": 0.2},
-                           train={"epochs": 3, "lr": 5e-3}))
+    """16S rRNA genes -> phylum: a Unigram DNA vocabulary learnt from the train split, BigBird from scratch,
+    genes cut to their first 240 bases, held-out split by id hash."""
+    unigram = {"vocab_size": 64, "max_piece_length": 4, "add_prefix_space": False, "sample": 50}
+    model = {"from_scratch": TINY_SCRATCH, "tokenizer": "unigram", "unigram": unigram}
+    data = {"train": str(corpus["rrna16s"]), "eval_fraction": 0.2, "max_length": 128, "stride": 16,
+            "max_chars": 240}
+    summary = fit(job(tmp_path, "text-classification", model, data, name="rrna", train={"epochs": 3, "lr": 5e-3}))
     export = summary["export_dir"]
     assert_loss_falls(export)
+    assert (tmp_path / "runs" / "rrna" / "tokenizer" / "tokenizer.json").is_file()  # reused on resume
     m = summary["metrics"]
     assert 0.0 <= m["eval_accuracy"] <= 1.0 and 0.0 <= m["eval_macro_f1"] <= 1.0
     assert summary["counts"]["eval_records"] + summary["counts"]["train_records"] == 200
     config = bigbird.BigBirdConfig.from_pretrained(export)
     assert len(config.id2label) >= 10 and "Proteobacteria" in config.label2id  # labels of the train split
     pipe = pipeline("text-classification", export, max_length=128, stride=16)
+    assert len(pipe.tokenizer) == 64 and len(pipe.tokenizer.tokenize("ACGTTGCA")) < 8  # pieces of bases
     out = pipe("ACGT" * 100, top_k=None)
     assert len(out) == config.num_labels and abs(sum(o["score"] for o in out) - 1.0) < 1e-4
 
