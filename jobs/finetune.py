@@ -50,11 +50,21 @@ def _absolute(path: str) -> str:
     return path if is_uri(path) else str(Path(path).expanduser().resolve())
 
 
+def _absolute_if_local(path: str | None) -> str | None:
+    return _absolute(path) if path is not None and not is_uri(path) and Path(path).expanduser().exists() else path
+
+
 def resolve_paths(settings: JobSettings) -> JobSettings:
-    """Storage and export paths made absolute (Ray workers do not share the driver's working directory)."""
+    """Local paths made absolute: Ray workers do not share the driver's working directory."""
     run = settings.run.model_copy(update={"storage_path": _absolute(settings.run.storage_path),
                                           "export_dir": _absolute(settings.export_path())})
-    return settings.model_copy(update={"run": run})
+    m = settings.model
+    model = m.model_copy(update={"from_pretrained": _absolute_if_local(m.from_pretrained),
+                                 "tokenizer": _absolute_if_local(m.tokenizer) if m.tokenizer not in ("dna", "unigram")
+                                 else m.tokenizer})
+    data = settings.data.model_copy(update={"train": _absolute_if_local(settings.data.train),
+                                            "eval": _absolute_if_local(settings.data.eval)})
+    return settings.model_copy(update={"run": run, "model": model, "data": data})
 
 
 def train_texts(settings: JobSettings, sample: int | None = None) -> list[str]:

@@ -124,3 +124,19 @@ def test_cli_help(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "--override" in out and "resumes" in out and "ray job submit" in out
+
+
+def test_local_paths_become_absolute_for_the_workers(tmp_path, monkeypatch):
+    from jobs.finetune import resolve_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "data").mkdir()
+    s = resolve_paths(load_settings(data=settings(model={"from_pretrained": "model"}, data__train="data",
+                                                  data__eval="s3://bucket/eval")))
+    assert s.model.from_pretrained == str(tmp_path / "model") and s.data.train == str(tmp_path / "data")
+    assert s.data.eval == "s3://bucket/eval"  # URIs untouched
+    assert s.run.storage_path == str(tmp_path / "outputs" / "runs")
+    assert s.run.export_dir == str(tmp_path / "outputs" / "models" / "bigbird-job")
+    hub = resolve_paths(load_settings(data=settings(model={"from_pretrained": "google/bigbird-roberta-base"})))
+    assert hub.model.from_pretrained == "google/bigbird-roberta-base"  # not a local folder: a hub id
