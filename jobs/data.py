@@ -3,11 +3,13 @@
 Driver side (:func:`prepare`): ``ray.data.read_parquet`` -> optional hold-out split by a hash of the id ->
 ``map_batches`` tokenizing and windowing (:func:`jobs.examples.encode_records`) -> materialized once.
 
-Worker side: each worker reads the materialized windows from ``ray.train.get_dataset_shard("train")``
-into a compact :class:`WindowStore`, and every optimizer step takes its slice of the step's global batch
-from :func:`plan_epoch`. The plan depends only on the seed, the epoch and the global batch size, and every
-micro-batch of a step is padded to the same length, so a run gives the same updates on 1 or N workers
-and resumes mid-epoch without repeating or skipping a window.
+Worker side, two batch sources. :class:`PlannedBatches` (default): each worker reads the materialized windows
+from ``ray.train.get_dataset_shard("train")`` into a compact :class:`WindowStore`, and every optimizer step
+takes its slice of the step's global batch from :func:`plan_epoch`. The plan depends only on the seed, the
+epoch and the global batch size, and every micro-batch of a step is padded to the same length, so a run gives
+the same updates on 1 or N workers and resumes mid-epoch without repeating or skipping a window.
+:class:`StreamedBatches` (``data.streaming``): each worker streams its split of the windows with
+``iter_torch_batches`` and a padding collate; it scales past worker memory but is not repeatable.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from jobs.examples import EncodeSpec, encode_records, in_holdout, record_labels, tag_names
+from jobs.examples import WINDOW_TYPES, EncodeSpec, encode_records, in_holdout, record_labels, tag_names
 from jobs.settings import JobSettings, required_columns
 
 OPTIONAL_COLUMNS = {"question-answering": ("answer_start",)}
@@ -252,3 +254,62 @@ def worker_slice(batch: np.ndarray, *, micro: int, rank: int, world: int, per_wo
     """The windows of micro-step ``micro`` on worker ``rank`` within one step's global batch."""
     start = (micro * world + rank) * per_worker
     return batch[start : start + per_worker]
+
+
+# ---------------------------------------------------------------------------------------- batch sources
+class PlannedBatches:
+    """Deterministic batches (the default): every worker holds the windows and takes its slice of each step's
+    global batch from :func:`plan_epoch`; micro-batches of a step share one padded length."""
+
+    def __init__(self, shard: Any, *, rank: int, world: int, per_worker: int, accum: int, seed: int,
+                 block_size: int, pad_id: int, num_labels: int | None) -> None:
+        self.store = WindowStore.from_batches(shard.iter_batches(batch_format="pyarrow"))
+        self.rank, self.world, self.per_worker, self.accum = rank, world, per_worker, accum
+        self.seed, self.block_size, self.pad_id, self.num_labels = seed, block_size, pad_id, num_labels
+        self.windows = len(self.store)
+        self.steps_per_epoch = -(-self.windows // (per_worker * world * accum))
+
+    def epoch(self, epoch: int, start: int) -> Iterable[list[dict[str, torch.Tensor]]]:
+        """The micro-batches of steps ``start ..`` of ``epoch`` on this worker (one list per step)."""
+        plan = plan_epoch(self.store.lengths, global_batch=self.per_worker * self.world * self.accum,
+                          seed=self.seed, epoch=epoch, block_size=self.block_size)
+        for rows in plan[start:]:
+            pad_to = int(self.store.lengths[rows].max())  # the whole step: results independent of the split
+            yield [self.store.collate(worker_slice(rows, micro=m, rank=self.rank, world=self.world,
+                                                   per_worker=self.per_worker),
+                                      pad_id=self.pad_id, length=pad_to, num_labels=self.num_labels)
+                   for m in range(self.accum)]
+
+
+def pad_collate(batch: dict[str, np.ndarray], *, pad_id: int, num_labels: int | None) -> dict[str, torch.Tensor]:
+    """``iter_torch_batches`` collate: a numpy batch of windows (ragged lists as object arrays) -> padded tensors."""
+    columns = {k: list(v) if v.dtype == object else v for k, v in batch.items()}
+    table = pa.table({k: pa.array(v, type=WINDOW_TYPES.get(k)) for k, v in columns.items()})
+    store = WindowStore(table)
+    return store.collate(np.arange(len(store)), pad_id=pad_id, num_labels=num_labels)
+
+
+class StreamedBatches:
+    """Batches streamed from this worker's split of the windows (``data.streaming``): ``iter_torch_batches``
+    with a local shuffle and :func:`pad_collate`. Scales past worker memory; the batches then depend on the
+    worker count and on Ray Data's scheduling, so runs are not bit-for-bit repeatable."""
+
+    def __init__(self, shard: Any, *, windows: int, world: int, per_worker: int, accum: int, seed: int,
+                 shuffle_buffer: int, pad_id: int, num_labels: int | None) -> None:
+        self.shard, self.per_worker, self.accum, self.seed = shard, per_worker, accum, seed
+        self.shuffle_buffer, self.pad_id, self.num_labels = shuffle_buffer, pad_id, num_labels
+        self.windows = windows
+        # every worker's split has at least windows // world rows: all workers run the same number of steps
+        self.steps_per_epoch = max(1, windows // world // (per_worker * accum))
+
+    def epoch(self, epoch: int, start: int) -> Iterable[list[dict[str, torch.Tensor]]]:
+        from functools import partial
+
+        batches = iter(self.shard.iter_torch_batches(
+            batch_size=self.per_worker, drop_last=True, local_shuffle_buffer_size=self.shuffle_buffer or None,
+            local_shuffle_seed=self.seed * 7919 + epoch if self.shuffle_buffer else None,
+            collate_fn=partial(pad_collate, pad_id=self.pad_id, num_labels=self.num_labels)))
+        for step in range(self.steps_per_epoch):
+            micro = [next(batches) for _ in range(self.accum)]
+            if step >= start:  # a resumed epoch skips the steps its checkpoint already holds
+                yield micro

@@ -243,13 +243,13 @@ def encode_records(table: pa.Table, spec: EncodeSpec) -> pa.Table:
     return _to_table(out)
 
 
-_TYPES = {"uid": pa.uint64(), "input_ids": pa.list_(pa.int32()), "length": pa.int32(),
+WINDOW_TYPES = {"uid": pa.uint64(), "input_ids": pa.list_(pa.int32()), "length": pa.int32(),
           "token_type_ids": pa.list_(pa.int8()), "start": pa.int32(), "end": pa.int32(),
           "tags": pa.list_(pa.int16()), "label": pa.int64(), "label_ids": pa.list_(pa.int32())}
 
 
 def _to_table(columns: dict[str, list]) -> pa.Table:
-    return pa.table({k: pa.array(v, type=_TYPES[k]) for k, v in columns.items()})
+    return pa.table({k: pa.array(v, type=WINDOW_TYPES[k]) for k, v in columns.items()})
 
 
 def truncate_to_first_window(text: str, tokenizer: Any, capacity: int) -> str:

@@ -186,7 +186,7 @@ def run(settings: JobSettings, *, address: str | None = None) -> dict[str, Any]:
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"settings": settings.model_dump(), "tokenizer": tokenizer, "labels": prepared.labels,
-                           "fail_marker": marker},
+                           "fail_marker": marker, "train_windows": prepared.counts["train_windows"]},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
@@ -196,7 +196,8 @@ def run(settings: JobSettings, *, address: str | None = None) -> dict[str, Any]:
             checkpoint_config=CheckpointConfig(num_to_keep=settings.run.num_to_keep, checkpoint_score_attribute=SCORE,
                                                checkpoint_score_order="max")),
         datasets={"train": prepared.train, **({"eval": prepared.eval} if prepared.eval is not None else {})},
-        dataset_config=DataConfig(datasets_to_split=[]),  # workers take their rows by a fixed plan
+        # the deterministic plan needs every window on every worker; streaming splits them
+        dataset_config=DataConfig(datasets_to_split=["train"] if settings.data.streaming else []),
     )
     result = trainer.fit()
     checkpoint, chosen = choose_checkpoint(result, settings)

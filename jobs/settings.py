@@ -125,6 +125,9 @@ class DataSettings(_Section):
                                                       "in training and evaluation: a truncation baseline")
     first_window_only: bool = Field(False, description="keep only the first window of each record "
                                                        "(training and evaluation): a truncation baseline")
+    streaming: bool = Field(False, description="stream each worker's split of the windows (iter_torch_batches) "
+                                               "instead of the in-memory deterministic plan")
+    shuffle_buffer: int = Field(256, ge=0, description="streaming: local shuffle buffer in windows (0: off)")
     multi_label: bool = False
     label_separator: str | None = Field(None, description="split string labels on this (multi-label)")
     span_labels: list[str] | None = Field(None, description="span labels to tag (default: all in train)")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import bigbird
-from jobs.data import WindowStore, plan_epoch, worker_slice
+from jobs.data import PlannedBatches, StreamedBatches, WindowStore
 from jobs.evaluation import count, metrics
 from jobs.examples import mask_tokens
 from jobs.settings import JobSettings
@@ -159,7 +159,6 @@ def train_loop(config: dict[str, Any]) -> None:
     ddp = ray.train.torch.prepare_model(model)
     bare = ddp.module if hasattr(ddp, "module") else ddp
 
-    train = WindowStore.from_batches(ray.train.get_dataset_shard("train").iter_batches(batch_format="pyarrow"))
     held_out: Any = None
     if settings.has_eval:
         batches = ray.train.get_dataset_shard("eval").iter_batches(batch_format="pyarrow")
@@ -170,20 +169,28 @@ def train_loop(config: dict[str, Any]) -> None:
 
     per_worker, accum = t.batch_size, t.grad_accumulation
     global_batch = per_worker * world * accum
-    per_epoch = -(-len(train) // global_batch)
+    num_labels = len(labels) if labels else None
+    shard = ray.train.get_dataset_shard("train")
+    if settings.data.streaming:
+        train: PlannedBatches | StreamedBatches = StreamedBatches(
+            shard, windows=config["train_windows"], world=world, per_worker=per_worker, accum=accum, seed=t.seed,
+            shuffle_buffer=settings.data.shuffle_buffer, pad_id=tokenizer.pad_token_id, num_labels=num_labels)
+    else:
+        train = PlannedBatches(shard, rank=rank, world=world, per_worker=per_worker, accum=accum, seed=t.seed,
+                               block_size=bare.config.block_size, pad_id=tokenizer.pad_token_id,
+                               num_labels=num_labels)
+    per_epoch = train.steps_per_epoch
     total = min(t.max_steps or per_epoch * t.epochs, per_epoch * t.epochs)
     opt, sched = make_optimizer(bare, settings, total)
     if saved_opt is not None:
         opt.load_state_dict(saved_opt["optimizer"])
         sched.load_state_dict(saved_opt["scheduler"])
     autocast = use_bf16(t.bf16, device)
-    block = bare.config.block_size
-    num_labels = len(labels) if labels else None
     special = tokenizer.all_special_ids
     step = int(state["step"])
     state["history"].append([step + 1, step])  # steps this attempt runs: [first, last]
     if rank == 0:
-        print(f"[train] {task}: {len(train)} windows, {per_epoch} steps/epoch x {t.epochs} epochs -> {total} "
+        print(f"[train] {task}: {train.windows} windows{' (streamed)' if settings.data.streaming else ''}, {per_epoch} steps/epoch x {t.epochs} epochs -> {total} "
               f"steps; global batch {global_batch} ({world} workers x {per_worker} x {accum} accumulation); "
               f"starting at step {step}; bf16={autocast}", flush=True)
 
@@ -204,15 +211,11 @@ def train_loop(config: dict[str, Any]) -> None:
     clock = time.perf_counter()
     epoch = step // per_epoch
     while step < total:
-        plan = plan_epoch(train.lengths, global_batch=global_batch, seed=t.seed, epoch=epoch, block_size=block)
-        for s in range(step - epoch * per_epoch, per_epoch):
+        start = step - epoch * per_epoch
+        for s, micro_batches in enumerate(train.epoch(epoch, start), start=start):
             _maybe_fail(t, step + 1, rank, config.get("fail_marker"))
-            rows = plan[s]
-            pad_to = int(train.lengths[rows].max())  # every micro-batch of the step: same length
             torch.manual_seed(t.seed * 1_000_003 + step * 101 + rank)  # dropout: a function of the step
-            for m in range(accum):
-                batch = train.collate(worker_slice(rows, micro=m, rank=rank, world=world, per_worker=per_worker),
-                                      pad_id=tokenizer.pad_token_id, length=pad_to, num_labels=num_labels)
+            for m, batch in enumerate(micro_batches):
                 uids, lengths = batch.pop("uid"), batch.pop("length")
                 if task == "masked-lm":
                     batch["input_ids"], batch["labels"] = mask_tokens(

@@ -134,3 +134,15 @@ def test_worker_failure_resumes_from_last_checkpoint(ray_cluster, corpus, tmp_pa
     settings["train"]["max_steps"] = 10  # same run name: continues from step 8
     state = trainer_state(fit(settings)["export_dir"])
     assert state["history"] == [[1, 4], [5, 8], [9, 10]]
+
+
+def test_streaming_split_trains_and_resumes(ray_cluster, corpus, tmp_path):
+    """data.streaming: each worker streams its split with iter_torch_batches; a failure before step 3 resumes
+    from the step-2 checkpoint, skipping the batches already trained on."""
+    settings = rrna_job(tmp_path, corpus, "stream", data={"streaming": True, "shuffle_buffer": 16},
+                        train={"max_steps": 6, "checkpoint_every_steps": 2, "fail_at_step": 3, "log_every": 1},
+                        run={"max_failures": 1})
+    summary = fit(settings)
+    state = trainer_state(summary["export_dir"])
+    assert state["history"] == [[1, 2], [3, 6]] and state["step"] == 6
+    assert len(pipeline("text-classification", summary["export_dir"], max_length=128, stride=16)(["ACGT" * 40])) == 1
