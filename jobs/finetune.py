@@ -182,6 +182,9 @@ def run(settings: JobSettings, *, address: str | None = None) -> dict[str, Any]:
     use_gpu = s.use_gpu if s.use_gpu != "auto" else ray.cluster_resources().get("GPU", 0) >= s.num_workers
     storage = settings.run.storage_path
     marker = None if is_uri(storage) else str(Path(storage) / settings.run.name / FAIL_MARKER)
+    for ds in (prepared.train, prepared.eval):
+        if ds is not None:  # no progress bars from every worker's reads (they interleave with its log lines)
+            ds.context.enable_progress_bars = False
     print(f"[finetune] {settings.task}: {prepared.counts}; {s.num_workers} workers, gpu={use_gpu}", flush=True)
     trainer = TorchTrainer(
         train_loop,

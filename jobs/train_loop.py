@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import tempfile
 import time
 from functools import partial
@@ -91,6 +92,12 @@ def make_optimizer(model: torch.nn.Module, settings: JobSettings, total: int
     return opt, sched
 
 
+def say(line: str) -> None:
+    """One progress line on stdout (not ``print``: Ray Train's patched print would show it twice)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def use_bf16(setting: bool | str, device: torch.device) -> bool:
     if setting == "auto":
         return device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -127,11 +134,9 @@ def train_loop(config: dict[str, Any]) -> None:
         config: ``settings`` (a JobSettings dict), ``tokenizer``, ``labels`` (or None), ``fail_marker``
             (a path used only by the ``train.fail_at_step`` test hook).
     """
-    import ray.data
     import ray.train
     import ray.train.torch
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
     settings = JobSettings.model_validate(config["settings"])
     tokenizer, labels = config["tokenizer"], config["labels"]
     t, task = settings.train, settings.task
@@ -190,9 +195,9 @@ def train_loop(config: dict[str, Any]) -> None:
     step = int(state["step"])
     state["history"].append([step + 1, step])  # steps this attempt runs: [first, last]
     if rank == 0:
-        print(f"[train] {task}: {train.windows} windows{' (streamed)' if settings.data.streaming else ''}, {per_epoch} steps/epoch x {t.epochs} epochs -> {total} "
+        say(f"[train] {task}: {train.windows} windows{' (streamed)' if settings.data.streaming else ''}, {per_epoch} steps/epoch x {t.epochs} epochs -> {total} "
               f"steps; global batch {global_batch} ({world} workers x {per_worker} x {accum} accumulation); "
-              f"starting at step {step}; bf16={autocast}", flush=True)
+            f"starting at step {step}; bf16={autocast}")
 
     def report(eval_metrics: dict[str, float] | None, epoch: int) -> None:
         values = {"step": step, "epoch": epoch, "first_step": state["history"][-1][0],
@@ -207,11 +212,11 @@ def train_loop(config: dict[str, Any]) -> None:
             save_checkpoint(Path(tmp), bare, tokenizer, opt, sched, state)
             ray.train.report(values, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
-    window_loss = window_n = window_tokens = 0.0
-    clock = time.perf_counter()
+    window_loss = window_n = window_tokens = window_time = 0.0  # since the last progress line
     epoch = step // per_epoch
     while step < total:
         start = step - epoch * per_epoch
+        clock = time.perf_counter()
         for s, micro_batches in enumerate(train.epoch(epoch, start), start=start):
             _maybe_fail(t, step + 1, rank, config.get("fail_marker"))
             torch.manual_seed(t.seed * 1_000_003 + step * 101 + rank)  # dropout: a function of the step
@@ -238,21 +243,22 @@ def train_loop(config: dict[str, Any]) -> None:
             opt.zero_grad(set_to_none=True)
             step += 1
             state["history"][-1][1] = step
+            window_time += time.perf_counter() - clock  # batching, forward, backward, update: not eval/checkpoints
+            clock = time.perf_counter()
             if step % t.log_every == 0 or step == total:
-                loss_sum, n, tokens = reduce(np.array([window_loss, window_n, window_tokens]))
-                elapsed = time.perf_counter() - clock
-                entry = {"step": step, "loss": loss_sum / max(n, 1), "tokens_per_s": tokens / elapsed,
+                loss_sum, n, tokens, elapsed = reduce(np.array([window_loss, window_n, window_tokens, window_time]))
+                entry = {"step": step, "loss": loss_sum / max(n, 1), "tokens_per_s": tokens / elapsed * world,
                          "lr": sched.get_last_lr()[0]}
                 state["log_history"].append(entry)
                 if rank == 0:
-                    print(f"[train] step {step}/{total} epoch {epoch + 1} loss {entry['loss']:.4f} "
-                          f"lr {entry['lr']:.2e} {entry['tokens_per_s']:,.0f} tokens/s", flush=True)
-                window_loss = window_n = window_tokens = 0.0
-                clock = time.perf_counter()
+                    say(f"[train] step {step}/{total} epoch {epoch + 1} loss {entry['loss']:.4f} "
+                        f"lr {entry['lr']:.2e} {entry['tokens_per_s']:,.0f} tokens/s")
+                window_loss = window_n = window_tokens = window_time = 0.0
             if step == total or s == per_epoch - 1:
                 break
             if t.checkpoint_every_steps and step % t.checkpoint_every_steps == 0:
                 report(None, epoch)
+                clock = time.perf_counter()
         finished_epoch = step % per_epoch == 0
         due = finished_epoch and (epoch + 1) % t.eval_every_epochs == 0
         eval_metrics = None
@@ -261,10 +267,9 @@ def train_loop(config: dict[str, Any]) -> None:
             bare.train()
             if rank == 0:
                 shown = ", ".join(f"{k} {v:.4f}" for k, v in eval_metrics.items())
-                print(f"[eval] step {step} epoch {epoch + 1}: {shown}", flush=True)
+                say(f"[eval] step {step} epoch {epoch + 1}: {shown}")
         epoch += int(finished_epoch)
         report(eval_metrics, epoch)
-        clock = time.perf_counter()
 
 
 def _maybe_fail(t: Any, next_step: int, rank: int, marker: str | None) -> None:
