@@ -201,7 +201,8 @@ def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", type=int, nargs="+", help="sequence lengths (multiples of the block size)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed calls per point after a warm-up")
+    parser.add_argument("--repeat", type=int, default=10,
+                        help="timed calls per point after a warm-up (fewer once a point has taken 10 s)")
     parser.add_argument("--threads", type=int,
                         help="torch.set_num_threads in every process (default 2; 1 with --quick, which must "
                              "stay fast on a busy CI machine where OpenMP threads wait for each other)")
