@@ -63,6 +63,13 @@ def input_columns(settings: BatchSettings) -> list[str]:
     return wanted
 
 
+def input_rows(settings: BatchSettings) -> int:
+    """Records the job will see: the parquet footers' row counts (no data read), capped by ``limit``."""
+    fs, path = _filesystem(settings.input)
+    rows = pads.dataset(path, filesystem=fs, format="parquet").count_rows()
+    return min(rows, settings.limit) if settings.limit else rows
+
+
 def done_ids(output: str) -> tuple[set[str], list[str]]:
     """Ids already written by an earlier run, and the output files (unreadable partial files are removed)."""
     fs, path = _filesystem(output)
@@ -105,7 +112,7 @@ def run(settings: BatchSettings) -> JobStats:
     ds = ray.data.read_parquet(settings.input).select_columns(columns)
     if settings.limit:
         ds = ds.limit(settings.limit)
-    total = ds.count()
+    total = input_rows(settings)
     ds = ds.map_batches(stages.preprocess, batch_format="numpy", batch_size=16, fn_kwargs={
         **common, "id_column": settings.id_column, "text_column": settings.text_column,
         "question_column": settings.question_column, "question": settings.question,
