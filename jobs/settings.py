@@ -168,9 +168,11 @@ class TrainSettings(_Section):
     checkpoint_every_steps: int | None = Field(None, ge=1, description="extra checkpoints within an epoch")
     metric: str | None = Field(None, description="model-selection metric (default per task)")
     metric_mode: Literal["max", "min"] | None = None
-    fail_at_step: int | None = Field(None, ge=1, description="testing only: worker fail_rank raises once "
+    fail_at_step: int | None = Field(None, ge=1, description="testing only: worker fail_rank fails once "
                                                              "before this step")
     fail_rank: int = Field(1, ge=0)
+    fail_mode: Literal["raise", "kill"] = Field("raise", description="testing only: raise an exception, or kill "
+                                                                     "the worker process (SIGKILL)")
 
 
 class ScalingSettings(_Section):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -273,12 +275,15 @@ def train_loop(config: dict[str, Any]) -> None:
 
 
 def _maybe_fail(t: Any, next_step: int, rank: int, marker: str | None) -> None:
-    """Test hook: raise once (recorded in ``marker``) on ``fail_rank`` just before ``fail_at_step``."""
+    """Test hook: fail once (recorded in ``marker``) on ``fail_rank`` just before ``fail_at_step``: raise, or
+    (``fail_mode: kill``) SIGKILL this worker process, as a crashed or preempted machine would."""
     if t.fail_at_step is None or next_step != t.fail_at_step or rank != t.fail_rank or marker is None:
         return
     path = Path(marker)
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"failed before step {next_step} on rank {rank}\n")
+    path.write_text(f"failed ({t.fail_mode}) before step {next_step} on rank {rank}\n")
+    if t.fail_mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
     raise RuntimeError(f"injected failure before step {next_step} on rank {rank} (train.fail_at_step)")

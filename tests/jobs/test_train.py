@@ -116,33 +116,53 @@ def test_two_workers_match_one_worker(ray_cluster, corpus, tmp_path):
     assert first.keys() == weights[1].keys()
 
 
-# Out of the default run: in a clean-clone CI check on the shared 2-core machine Ray Train ended this run with
-# WorkerGroupError instead of restarting the group (it passed in the working tree); see issue #7's note.
-@pytest.mark.slow
+def assert_resumed_without_repeats(history: list[list[int]], *, every: int, last: int) -> None:
+    """``history`` holds ``[first, last]`` steps of each attempt, as saved in the final checkpoint: every attempt
+    starts right after the previous one's last checkpoint, so no step after a checkpoint runs twice."""
+    assert history[0][0] == 1 and history[-1][1] == last, history
+    for (_, prev_last), (first, _) in zip(history, history[1:]):
+        assert prev_last % every == 0 and first == prev_last + 1, history
+
+
 def test_worker_failure_resumes_from_last_checkpoint(ray_cluster, corpus, tmp_path):
-    """Rank 1 raises once before step 5; checkpoints every 2 steps: the restarted group resumes at step 5
-    (after the step-4 checkpoint) and no step is run twice. Re-running the command resumes again."""
+    """Rank 1's process is killed (SIGKILL) once before step 5; checkpoints every 2 steps: the restarted group
+    resumes from the last registered checkpoint and no step after it is run twice. Re-running the command
+    resumes again.
+
+    ``max_failures`` leaves room for one more restart than the injected failure: Ray Train 2.60's placement
+    group cleaner can tear down a healthy worker group when a State API query comes back empty on a loaded
+    machine (seen once in a CI run: "A worker health check failed ... its placement group was removed"; the
+    same defect is pointed out in ray-project/ray#65447). Such a restart also resumes from the last checkpoint,
+    which is what the assertions check."""
     settings = rrna_job(tmp_path, corpus, "faulty", train={"max_steps": 8, "checkpoint_every_steps": 2,
-                                                            "fail_at_step": 5, "fail_rank": 1},
-                        run={"max_failures": 1})
+                                                            "fail_at_step": 5, "fail_rank": 1, "fail_mode": "kill"},
+                        run={"max_failures": 2})
     summary = fit(settings)
-    state = trainer_state(summary["export_dir"])
-    assert state["history"] == [[1, 4], [5, 8]]  # attempt 1 ran steps 1-4 (+ the lost step-5 work), attempt 2: 5-8
-    assert state["step"] == 8 and summary["metrics"]["first_step"] == 5
+    history = trainer_state(summary["export_dir"])["history"]
+    assert_resumed_without_repeats(history, every=2, last=8)
+    # The kill comes right after the step-4 checkpoint's report: the group restarts from it (5-8), or from
+    # step 2's (3-8) when Ray Train tore the group down before its controller registered the step-4 report
+    # (it polls workers every 2 s). Either way from a checkpoint, never from scratch.
+    assert any(first in (3, 5) for first, _ in history[1:]), history
+    assert summary["metrics"]["first_step"] == history[-1][0] > 1
     assert (tmp_path / "runs" / "faulty" / ".fail_injected").exists()
 
     settings["train"]["max_steps"] = 10  # same run name: continues from step 8
-    state = trainer_state(fit(settings)["export_dir"])
-    assert state["history"] == [[1, 4], [5, 8], [9, 10]]
+    history = trainer_state(fit(settings)["export_dir"])["history"]
+    assert_resumed_without_repeats(history, every=2, last=10)
+    assert history[-1] == [9, 10]
 
 
 def test_streaming_split_trains_and_resumes(ray_cluster, corpus, tmp_path):
-    """data.streaming: each worker streams its split with iter_torch_batches; a failure before step 3 resumes
+    """data.streaming: each worker streams its split with iter_torch_batches; a failure (an exception on rank 1)
+    before step 3 resumes
     from the step-2 checkpoint, skipping the batches already trained on."""
     settings = rrna_job(tmp_path, corpus, "stream", data={"streaming": True, "shuffle_buffer": 16},
                         train={"max_steps": 6, "checkpoint_every_steps": 2, "fail_at_step": 3, "log_every": 1},
-                        run={"max_failures": 1})
+                        run={"max_failures": 2})  # one spare restart, as in the test above
     summary = fit(settings)
     state = trainer_state(summary["export_dir"])
-    assert state["history"] == [[1, 2], [3, 6]] and state["step"] == 6
+    assert_resumed_without_repeats(state["history"], every=2, last=6)
+    assert [2, 3] in [[a[1], b[0]] for a, b in zip(state["history"], state["history"][1:])]
+    assert state["step"] == 6
     assert len(pipeline("text-classification", summary["export_dir"], max_length=128, stride=16)(["ACGT" * 40])) == 1
