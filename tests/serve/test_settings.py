@@ -63,7 +63,8 @@ def test_yaml_flat_and_serve_config(tmp_path):
     assert ServeSettings.from_yaml(flat, port=9100).port == 9100
     values = read_yaml(CONFIG)
     s = make_settings(values)
-    assert (s.host, s.port, s.app_name, s.route_prefix, s.task) == ("127.0.0.1", 8000, "bigbird", "/", "fill-mask")
+    assert (s.host, s.port, s.app_name, s.route_prefix, s.task) == ("127.0.0.1", 8000, "bigbird", "/",
+                                                                         "text-classification")
 
 
 @pytest.mark.parametrize(("text", "words"), [
@@ -88,7 +89,7 @@ def test_config_yaml_is_a_valid_serve_config():
     schema = ServeDeploySchema.model_validate(yaml.safe_load(CONFIG.read_text()))
     (app,) = schema.applications
     assert app.import_path == "serve.app:build_app"
-    assert make_settings(app.args).task == "fill-mask"
+    assert make_settings(app.args).task == "text-classification"
 
 
 def test_resolve_model_reads_the_task_and_card(task_models):
