@@ -10,23 +10,41 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
                 "pytorch_model.bin.index.json")
 
 
-def _is_local(name_or_path: str | os.PathLike) -> bool:
-    s = str(name_or_path)
-    # A hub id is "name" or "org/name"; anything else that looks like a path is a folder.
-    return os.path.isdir(s) or s.startswith((".", "/", "~")) or s.count("/") > 1
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def is_local(name_or_path: str | os.PathLike) -> bool:
+    """Whether ``name_or_path`` names a local file or folder rather than a hub repository id."""
+    s = os.fspath(name_or_path)
+    # A hub id is "name" or "org/name"; anything else that looks like a path is local.
+    return os.path.exists(s) or s.startswith((".", "/", "~")) or s.count("/") > 1
+
+
+def _hub_options(cache_dir: str | os.PathLike | None, local_files_only: bool) -> tuple[str | None, bool]:
+    """``cache_dir`` and ``local_files_only`` with the environment read at call time: huggingface_hub reads
+    ``HF_HUB_OFFLINE`` / ``HF_HUB_CACHE`` / ``HF_HOME`` once, at import."""
+    local_files_only = local_files_only or os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+    if cache_dir is None:
+        cache_dir = os.environ.get("HF_HUB_CACHE") or (
+            os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
+    return (None if cache_dir is None else os.fspath(cache_dir)), local_files_only
 
 
 def resolve_file(name_or_path: str | os.PathLike, filename: str, *, revision: str | None = None,
-                 cache_dir: str | None = None, local_files_only: bool = False,
+                 cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
                  required: bool = True) -> Path | None:
     """Path of ``filename`` in a local folder or a hub repository (downloaded into the hub cache).
 
-    The hub path honours ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE``/``HF_HOME`` and ``revision``.
+    The hub path honours ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE``/``HF_HOME`` (read at call time) and ``revision``.
+
+    Returns:
+        The path, or None when the file is missing and not ``required``.
 
     Raises:
-        FileNotFoundError: If the folder or file does not exist (and ``required``).
+        FileNotFoundError: If the folder or hub repository (or revision) does not exist, or the file does not
+            exist (or is not cached when offline) and ``required``.
     """
-    if _is_local(name_or_path):
+    if is_local(name_or_path):
         folder = Path(name_or_path).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"model folder {str(name_or_path)!r} does not exist")
@@ -37,16 +55,19 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, revision: st
             raise FileNotFoundError(f"{filename} not found in {str(folder)!r}")
         return None
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
+    cache_dir, local_files_only = _hub_options(cache_dir, local_files_only)
+    repo = os.fspath(name_or_path)
     try:
-        return Path(hf_hub_download(str(name_or_path), filename, revision=revision, cache_dir=cache_dir,
+        return Path(hf_hub_download(repo, filename, revision=revision, cache_dir=cache_dir,
                                     local_files_only=local_files_only))
-    except (EntryNotFoundError, LocalEntryNotFoundError) as e:
+    except EntryNotFoundError as e:  # also raised (as LocalEntryNotFoundError) for a file missing from the cache
         if required:
-            raise FileNotFoundError(f"{filename} not found for {str(name_or_path)!r} "
-                                    f"(revision {revision or 'main'}): {e}") from e
+            raise FileNotFoundError(f"{filename} not found for {repo!r} (revision {revision or 'main'}): {e}") from e
         return None
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise FileNotFoundError(f"hub repository {repo!r} (revision {revision or 'main'}) not found: {e}") from e
 
 
 def resolve_weights(name_or_path: str | os.PathLike, **kwargs) -> list[Path]:

@@ -7,11 +7,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bigbird.hub import is_local, resolve_file
+
 TOKENIZER_FILE = "tokenizer.json"
 SPM_FILE = "spiece.model"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
-_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 @dataclass
@@ -35,34 +36,6 @@ def _read_json(path: Path | None) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{str(path)!r} must hold a JSON object, not {type(data).__name__}")
     return data
-
-
-def _looks_local(name: str) -> bool:
-    # A hub id is "name" or "org/name"; anything else that looks like a path is a local folder.
-    return os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") > 1
-
-
-def _hub_files(repo_id: str, names: tuple[str, ...], *, revision: str | None, cache_dir: str | None,
-               local_files_only: bool) -> dict[str, Path | None]:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
-    # huggingface_hub reads HF_HUB_OFFLINE / HF_HUB_CACHE once at import; read them again at call time.
-    local_files_only = local_files_only or os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
-    if cache_dir is None:
-        cache_dir = os.environ.get("HF_HUB_CACHE") or (
-            os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None)
-    found: dict[str, Path | None] = {}
-    for name in names:
-        try:
-            found[name] = Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir,
-                                               local_files_only=local_files_only))
-        except EntryNotFoundError:  # also raised (as LocalEntryNotFoundError) for a file missing from the cache
-            found[name] = None
-        except (RepositoryNotFoundError, RevisionNotFoundError) as e:
-            raise FileNotFoundError(f"hub repository {repo_id!r} (revision {revision or 'main'}) not found: "
-                                    f"{e}") from e
-    return found
 
 
 def resolve_tokenizer_files(path_or_hub_id: str | os.PathLike, *, revision: str | None = None,
@@ -90,7 +63,8 @@ def resolve_tokenizer_files(path_or_hub_id: str | os.PathLike, *, revision: str 
     if not name.strip():
         raise ValueError(f"path_or_hub_id must not be empty, got {name!r}")
     files = TokenizerFiles(source=name)
-    if _looks_local(name):
+    names = (CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_FILE, SPM_FILE)
+    if is_local(name):
         path = Path(name).expanduser()
         if path.is_file():
             if path.suffix == ".json":
@@ -102,15 +76,13 @@ def resolve_tokenizer_files(path_or_hub_id: str | os.PathLike, *, revision: str 
             return files
         if not path.is_dir():
             raise FileNotFoundError(f"tokenizer folder {name!r} does not exist")
-        found = {n: (path / n if (path / n).is_file() else None)
-                 for n in (CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_FILE, SPM_FILE)}
+        found = {n: (path / n if (path / n).is_file() else None) for n in names}
     else:
-        found = _hub_files(name, (CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE, TOKENIZER_FILE, SPM_FILE),
-                           revision=revision, cache_dir=None if cache_dir is None else os.fspath(cache_dir),
-                           local_files_only=local_files_only)
+        found = {n: resolve_file(name, n, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                 required=False) for n in names}
     files.tokenizer_json, files.spm_model = found[TOKENIZER_FILE], found[SPM_FILE]
     if files.tokenizer_json is None and files.spm_model is None:
-        if _looks_local(name):
+        if is_local(name):
             raise FileNotFoundError(f"folder {name!r} holds neither {TOKENIZER_FILE} nor {SPM_FILE}")
         raise FileNotFoundError(f"hub repository {name!r} (revision {revision or 'main'}) holds neither "
                                 f"{TOKENIZER_FILE} nor {SPM_FILE}, or is not in the cache and the hub is unreachable")
