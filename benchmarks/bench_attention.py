@@ -19,10 +19,7 @@ Every implementation runs in its own process (see benchmarks/common.py for the t
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -165,19 +162,7 @@ def _measure(spec: dict, impl: str, report) -> None:
             if mode not in warm:  # one-time costs (lazy imports, op registration) stay out of the numbers
                 step()
                 warm.add(mode)
-            base = common.memory_baseline()
-            start = time.perf_counter()
-            out = step()
-            first = time.perf_counter() - start
-            peak = common.peak_mib_since(base)
-            sample = _sample(out)
-            del out
-            if first < spec["max_call_s"]:
-                timing = common.time_calls(step, spec["repeat"], budget_s=spec["point_budget_s"])
-            else:  # one call is the measurement
-                timing = {"best": first, "median": first, "runs": 1}
-            report({"impl": impl, "mode": mode, "length": length, "time_s": timing["best"],
-                    "median_s": timing["median"], "runs": timing["runs"], "peak_mib": peak, "sample": sample})
+            report({"impl": impl, "mode": mode, "length": length, **common.measure_step(step, spec, _sample)})
 
 
 # ---------------------------------------------------------------------------------------------- parent
@@ -199,62 +184,29 @@ def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", help="sequence lengths (multiples of the block size)")
-    parser.add_argument("--repeat", type=int, default=10,
-                        help="timed calls per point after a warm-up (fewer once a point has taken 10 s)")
-    parser.add_argument("--threads", type=int,
-                        help="torch.set_num_threads in every process (default 2; 1 with --quick, which must "
-                             "stay fast on a busy CI machine where OpenMP threads wait for each other)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the CI smoke test")
-    parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
-    parser.add_argument("--cap", action="append", default=[], metavar="IMPL:MODE=LENGTH",
-                        help=f"longest length for an implementation and mode (* = both); defaults {CAPS}")
-    parser.add_argument("--out", type=Path, default=common.RESULTS, help="where the table and plot go")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.threads is None:
-        args.threads = 1 if args.quick else 2
-    if args.worker:
-        worker(json.loads(args.worker))
+    parser = common.parser(__doc__.split("\n")[0], IMPLS, CAPS, repeat=10,
+                           repeat_help="timed calls per point after a warm-up (fewer once a point has taken 10 s)",
+                           quick_help="tiny sizes, for the CI smoke test")
+    args = common.parse(parser, argv, worker)
+    if args is None:
         return
 
     base = dict(QUICK if args.quick else FULL)
-    spec = {**base, "lengths": sorted(args.lengths or base["lengths"]), "threads": args.threads,
-            "repeat": 1 if args.quick else args.repeat, "modes": list(common.MODES),
-            "max_call_s": 15.0,
-            "point_budget_s": 2.0 if args.quick else 10.0}
+    spec = {**base, "lengths": sorted(args.lengths or base["lengths"]), **common.run_settings(args, 15.0),
+            "modes": list(common.MODES)}
     try:
         spec["caps"] = common.caps(CAPS, args.cap, list(IMPLS))
     except ValueError as exc:
         parser.error(str(exc))
 
-    torch.set_num_threads(args.threads)
-    mm_size = 1024 if args.quick else 4096
-    mm_before = common.mm_gflops(mm_size)
-    started = time.perf_counter()
-    rows: list[dict] = []
-    if args.quick:  # in this process: the smoke test must not pay for more interpreter start-ups
-        worker({**spec, "impls": args.impls}, report=rows.append)
-    for impl in [] if args.quick else args.impls:  # one fresh process per implementation
-        t0 = time.perf_counter()
-        rows += common.run_worker(Path(__file__), {**spec, "impls": [impl]}, timeout_s=900)
-        print(f"  {impl}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    mm_after = common.mm_gflops(mm_size)
-    mm = max(mm_before, mm_after)
+    rows, mm = common.measured(args.threads, args.quick, lambda: common.run_impls(
+        Path(__file__), worker, spec, args.impls, args.quick, timeout_s=900))
 
     by_key = {(r["impl"], r["mode"], r["length"]): r for r in rows}
     for r in rows:
-        level = IMPLS[r["impl"]][0]
-        ref = by_key.get((REFERENCE[level], r["mode"], r["length"]))
-        r["level"] = level
-        r["gflops"] = _flops(spec, r["impl"], r["length"], r["mode"]) / r["time_s"] / 1e9
-        r["pct_mm"] = 100 * r["gflops"] / mm
-        if ref is not None:
-            r["speedup"] = ref["time_s"] / r["time_s"]
-            r["mem_ratio"] = r["peak_mib"] / ref["peak_mib"] if ref["peak_mib"] > 0 else None
-            if r["impl"] not in DENSE:
-                r["max_diff"] = max(abs(a - b) for a, b in zip(r["sample"], ref["sample"]))
+        r["level"] = level = IMPLS[r["impl"]][0]
+        common.add_rates(r, _flops(spec, r["impl"], r["length"], r["mode"]), mm.best,
+                         by_key.get((REFERENCE[level], r["mode"], r["length"])), diff=r["impl"] not in DENSE)
     rows.sort(key=lambda r: (r["level"], r["mode"], r["length"], r["impl"]))
 
     columns = [("level", "level"), ("mode", "mode"), ("length", "L"), ("impl", "implementation"),
@@ -263,21 +215,10 @@ def main(argv: list[str] | None = None) -> None:
                ("mem_ratio", "mem / hf_sparse"), ("max_diff", "max |diff| vs hf")]
     text = common.table(rows, columns)
     cfg = {k: spec[k] for k in ("heads", "head_size", "block_size", "num_random_blocks", "threads", "repeat")}
-    command = "python benchmarks/bench_attention.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    header = (f"# Attention benchmark\n\nmachine: {common.machine()}\ncommand: `{command.strip()}`\n"
-              f"config: {cfg}\ntorch.mm fp32 {mm_size}^3: {mm_before:.0f} GFLOP/s before, {mm_after:.0f} after "
-              f"(% of mm uses {mm:.0f})\nwall time: {time.perf_counter() - started:.0f} s\n")
-    print(header)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "attention.md").write_text(header + "\n" + text + "\n")
-    (args.out / "attention.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": [
-        {k: v for k, v in r.items() if k != "sample"} for r in rows]}, indent=1))
-    common.plot(rows, args.out / "attention.png",
-                f"attention alone, H={spec['heads']} D={spec['head_size']} block={spec['block_size']} "
-                f"r={spec['num_random_blocks']}, {args.threads} threads")
-    print(f"\nwrote {args.out / 'attention.md'} and {args.out / 'attention.png'}")
-
+    header = common.header("Attention benchmark", "bench_attention.py", argv, f"config: {cfg}", mm)
+    common.write_report(args.out, "attention", header, text, spec, mm.best, rows,
+                        f"attention alone, H={spec['heads']} D={spec['head_size']} block={spec['block_size']} "
+                        f"r={spec['num_random_blocks']}, {args.threads} threads")
 
 if __name__ == "__main__":
     main()

@@ -17,11 +17,8 @@ costs three forwards. The extra ``--crossover`` lengths run our two attention ty
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -97,19 +94,12 @@ def _measure(spec: dict, model: torch.nn.Module, impl: str, length: int, mode: s
     step = forward if mode == "forward" else forward_backward
     if warm_up:  # one-time costs (lazy imports, op registration) stay out of the numbers
         step()
-    base = common.memory_baseline()
-    start = time.perf_counter()
-    out = step()
-    first = time.perf_counter() - start
-    peak = common.peak_mib_since(base)
-    sample = out[0, :: max(1, length // 8), :8].float().flatten().tolist()
-    del out
-    if first < spec["max_call_s"]:
-        timing = common.time_calls(step, spec["repeat"], budget_s=spec["point_budget_s"])
-    else:  # one call is the measurement (it includes the first-call costs: page faults, layout draw)
-        timing = {"best": first, "median": first, "runs": 1}
-    return {"impl": impl, "mode": mode, "length": length, "time_s": timing["best"], "median_s": timing["median"],
-            "runs": timing["runs"], "peak_mib": peak, "sample": sample}
+    return {"impl": impl, "mode": mode, "length": length, **common.measure_step(step, spec, _sample)}
+
+
+def _sample(out: torch.Tensor) -> list[float]:
+    """A few output values, to check the implementations compute the same thing."""
+    return out[0, :: max(1, out.shape[1] // 8), :8].float().flatten().tolist()
 
 
 # ---------------------------------------------------------------------------------------------- parent
@@ -158,24 +148,13 @@ def _crossover(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", help="sequence lengths (multiples of the block size)")
-    parser.add_argument("--crossover", type=int, nargs="*", help="extra lengths, ours only, forward only")
-    parser.add_argument("--repeat", type=int, default=2, help="timed calls per point after a warm-up")
-    parser.add_argument("--threads", type=int,
-                        help="torch.set_num_threads in every process (default 2; 1 with --quick, which must "
-                             "stay fast on a busy CI machine where OpenMP threads wait for each other)")
-    parser.add_argument("--quick", action="store_true", help="a tiny model, for the CI smoke test")
-    parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
-    parser.add_argument("--cap", action="append", default=[], metavar="IMPL:MODE=LENGTH",
-                        help=f"longest length for an implementation and mode (* = both); defaults {CAPS}")
-    parser.add_argument("--out", type=Path, default=common.RESULTS, help="where the table and plot go")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.threads is None:
-        args.threads = 1 if args.quick else 2
-    if args.worker:
-        worker(json.loads(args.worker))
+    parser = common.parser(__doc__.split("\n")[0], IMPLS, CAPS, repeat=2,
+                           repeat_help="timed calls per point after a warm-up",
+                           quick_help="a tiny model, for the CI smoke test",
+                           extra=lambda p: p.add_argument("--crossover", type=int, nargs="*",
+                                                          help="extra lengths, ours only, forward only"))
+    args = common.parse(parser, argv, worker)
+    if args is None:
         return
 
     import transformers
@@ -186,44 +165,29 @@ def main(argv: list[str] | None = None) -> None:
     cfg.pop("lengths", None), cfg.pop("crossover", None)
     max_pos = max(lengths + crossover)
     spec = {**cfg, "max_position_embeddings": max_pos, "lengths": lengths, "crossover": crossover,
-            "threads": args.threads, "repeat": 1 if args.quick else args.repeat, "max_call_s": 10.0,
-            "point_budget_s": 2.0 if args.quick else 10.0}
+            **common.run_settings(args, 10.0)}
     try:
         spec["points"] = _points(spec, args.impls, common.caps(CAPS, args.cap, list(IMPLS)))
     except ValueError as exc:
         parser.error(str(exc))
 
-    torch.set_num_threads(args.threads)
-    mm_size = 1024 if args.quick else 4096
-    mm_before = common.mm_gflops(mm_size)
-    started = time.perf_counter()
-    rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="bigbird-bench-") as folder:
-        transformers.logging.set_verbosity_error()
-        torch.manual_seed(0)
-        hf_config = transformers.BigBirdConfig(**cfg, max_position_embeddings=max_pos, hidden_dropout_prob=0.0,
-                                               attention_probs_dropout_prob=0.0)
-        transformers.BigBirdModel(hf_config).save_pretrained(folder)
-        spec["folder"] = folder
-        if args.quick:  # in this process: the smoke test must not pay for more interpreter start-ups
-            worker({**spec, "impls": args.impls}, report=rows.append)
-        for impl in [] if args.quick else args.impls:
-            t0 = time.perf_counter()
-            rows += common.run_worker(Path(__file__), {**spec, "impls": [impl]}, timeout_s=1200)
-            print(f"  {impl}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    mm_after = common.mm_gflops(mm_size)
-    mm = max(mm_before, mm_after)
+    def run() -> list[dict]:
+        with tempfile.TemporaryDirectory(prefix="bigbird-bench-") as folder:
+            transformers.logging.set_verbosity_error()
+            torch.manual_seed(0)
+            hf_config = transformers.BigBirdConfig(**cfg, max_position_embeddings=max_pos, hidden_dropout_prob=0.0,
+                                                   attention_probs_dropout_prob=0.0)
+            transformers.BigBirdModel(hf_config).save_pretrained(folder)
+            spec["folder"] = folder
+            return common.run_impls(Path(__file__), worker, spec, args.impls, args.quick, timeout_s=1200)
+
+    rows, mm = common.measured(args.threads, args.quick, run)
 
     by_key = {(r["impl"], r["mode"], r["length"]): r for r in rows}
     for r in rows:
         r["tokens_s"] = r["length"] / r["time_s"]
-        r["gflops"] = _flops(spec, r["impl"], r["length"], r["mode"]) / r["time_s"] / 1e9
-        r["pct_mm"] = 100 * r["gflops"] / mm
-        ref = by_key.get((REFERENCE[r["impl"]], r["mode"], r["length"]))
-        if ref is not None:
-            r["speedup"] = ref["time_s"] / r["time_s"]
-            r["mem_ratio"] = r["peak_mib"] / ref["peak_mib"] if ref["peak_mib"] > 0 else None
-            r["max_diff"] = max(abs(a - b) for a, b in zip(r["sample"], ref["sample"]))
+        common.add_rates(r, _flops(spec, r["impl"], r["length"], r["mode"]), mm.best,
+                         by_key.get((REFERENCE[r["impl"]], r["mode"], r["length"])))
         full = by_key.get(("ours_full", r["mode"], r["length"]))
         if r["impl"] == "ours_sparse" and full is not None:
             r["vs_ours_full"] = full["time_s"] / r["time_s"]
@@ -241,23 +205,11 @@ def main(argv: list[str] | None = None) -> None:
         notes.append(f"ours_sparse forward peak memory 4096 -> 16384: {growth[16384] / growth[4096]:.2f}x")
     model_cfg = {k: spec[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                                       "vocab_size", "block_size", "num_random_blocks", "max_position_embeddings")}
-    command = "python benchmarks/bench_model.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    header = (f"# Model benchmark\n\nmachine: {common.machine()}\ncommand: `{command.strip()}`\n"
-              f"model: {model_cfg}, batch 1, threads {args.threads}, repeat {spec['repeat']}\n"
-              f"torch.mm fp32 {mm_size}^3: {mm_before:.0f} GFLOP/s before, {mm_after:.0f} after "
-              f"(% of mm uses {mm:.0f})\nwall time: {time.perf_counter() - started:.0f} s\n")
-    print(header)
-    print(text)
-    print("\n" + "\n".join(notes))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "model.md").write_text(header + "\n" + text + "\n\n" + "\n".join(notes) + "\n")
-    (args.out / "model.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": [
-        {k: v for k, v in r.items() if k != "sample"} for r in rows]}, indent=1))
-    common.plot(rows, args.out / "model.png",
-                f"BigBird encoder H={spec['hidden_size']} x {spec['num_hidden_layers']} layers, batch 1, "
-                f"{args.threads} threads")
-    print(f"\nwrote {args.out / 'model.md'} and {args.out / 'model.png'}")
-
+    header = common.header("Model benchmark", "bench_model.py", argv,
+                           f"model: {model_cfg}, batch 1, threads {args.threads}, repeat {spec['repeat']}", mm)
+    common.write_report(args.out, "model", header, text + "\n\n" + "\n".join(notes), spec, mm.best, rows,
+                        f"BigBird encoder H={spec['hidden_size']} x {spec['num_hidden_layers']} layers, batch 1, "
+                        f"{args.threads} threads")
 
 if __name__ == "__main__":
     main()

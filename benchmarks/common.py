@@ -16,6 +16,7 @@ Method, stated once:
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import gc
 import json
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -48,6 +50,30 @@ def time_calls(fn: Callable[[], object], repeat: int, budget_s: float = 10.0) ->
         fn()
         times.append(time.perf_counter() - start)
     return {"best": min(times), "median": statistics.median(times), "runs": len(times)}
+
+
+def measure_step(step: Callable[[], torch.Tensor], spec: dict,
+                 sample: Callable[[torch.Tensor], list[float]]) -> dict:
+    """Peak memory and time of ``step`` (already warmed up), as the keys of a result row.
+
+    The first call gives the peak memory and a ``sample`` of the output; if it took less than
+    ``spec["max_call_s"]``, up to ``spec["repeat"]`` more calls (``spec["point_budget_s"]`` in all) give the
+    times, otherwise that one call is the measurement (it includes the first-call costs: page faults,
+    layout draw).
+    """
+    base = memory_baseline()
+    start = time.perf_counter()
+    out = step()
+    first = time.perf_counter() - start
+    peak = peak_mib_since(base)
+    values = sample(out)
+    del out
+    if first < spec["max_call_s"]:
+        timing = time_calls(step, spec["repeat"], budget_s=spec["point_budget_s"])
+    else:
+        timing = {"best": first, "median": first, "runs": 1}
+    return {"time_s": timing["best"], "median_s": timing["median"], "runs": timing["runs"], "peak_mib": peak,
+            "sample": values}
 
 
 def mm_gflops(size: int = 4096, repeat: int = 3) -> float:
@@ -144,6 +170,50 @@ def caps(defaults: dict[str, int], overrides: Sequence[str], impls: Sequence[str
     return out
 
 
+def parser(description: str, impls: Sequence[str], default_caps: dict[str, int], *, repeat: int,
+           repeat_help: str, quick_help: str,
+           extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+    """The command line the per-implementation benchmarks share.
+
+    ``--lengths``, then what ``extra`` adds, then ``--repeat`` (default ``repeat``), ``--threads``,
+    ``--quick``, ``--impls``, ``--cap``, ``--out`` and the hidden ``--worker``.
+    """
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--lengths", type=int, nargs="+", help="sequence lengths (multiples of the block size)")
+    if extra is not None:
+        extra(p)
+    p.add_argument("--repeat", type=int, default=repeat, help=repeat_help)
+    p.add_argument("--threads", type=int,
+                   help="torch.set_num_threads in every process (default 2; 1 with --quick, which must "
+                        "stay fast on a busy CI machine where OpenMP threads wait for each other)")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--impls", nargs="+", choices=list(impls), default=list(impls))
+    p.add_argument("--cap", action="append", default=[], metavar="IMPL:MODE=LENGTH",
+                   help=f"longest length for an implementation and mode (* = both); defaults {default_caps}")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where the table and plot go")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv: list[str] | None,
+          worker: Callable[[dict], None]) -> argparse.Namespace | None:
+    """Parse ``argv`` and fill in the default ``--threads``; in a worker process, run ``worker`` on its
+    spec and return None."""
+    args = p.parse_args(argv)
+    if args.threads is None:
+        args.threads = 1 if args.quick else 2
+    if args.worker:
+        worker(json.loads(args.worker))
+        return None
+    return args
+
+
+def run_settings(args: argparse.Namespace, max_call_s: float) -> dict:
+    """The spec entries for threads and timing (``--quick``: one timed call, 2 s a point)."""
+    return {"threads": args.threads, "repeat": 1 if args.quick else args.repeat, "max_call_s": max_call_s,
+            "point_budget_s": 2.0 if args.quick else 10.0}
+
+
 # ------------------------------------------------------------------------------------- worker processes
 
 
@@ -167,6 +237,59 @@ def run_worker(script: Path, spec: dict, timeout_s: float) -> list[dict]:
     return results
 
 
+def run_impls(script: Path, worker: Callable[..., None], spec: dict, impls: Sequence[str], quick: bool,
+              timeout_s: float) -> list[dict]:
+    """Results of ``impls``: one fresh ``script`` process per implementation, or with ``quick`` all of
+    them in this process (the smoke test must not pay for more interpreter start-ups)."""
+    rows: list[dict] = []
+    if quick:
+        worker({**spec, "impls": list(impls)}, report=rows.append)
+        return rows
+    for impl in impls:
+        t0 = time.perf_counter()
+        rows += run_worker(script, {**spec, "impls": [impl]}, timeout_s=timeout_s)
+        print(f"  {impl}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return rows
+
+
+@dataclass
+class Roofline:
+    """``torch.mm`` GFLOP/s before and after a run, and when the run started."""
+
+    size: int
+    before: float
+    after: float
+    started: float
+
+    @property
+    def best(self) -> float:
+        """The rate the "% of mm" column divides by."""
+        return max(self.before, self.after)
+
+
+def measured(threads: int, quick: bool, run: Callable[[], list[dict]]) -> tuple[list[dict], Roofline]:
+    """``run()`` with ``threads`` torch threads, between two ``torch.mm`` measurements (1024^3 with
+    ``quick``, 4096^3 otherwise)."""
+    torch.set_num_threads(threads)
+    size = 1024 if quick else 4096
+    before = mm_gflops(size)
+    started = time.perf_counter()
+    rows = run()
+    return rows, Roofline(size, before, mm_gflops(size), started)
+
+
+def add_rates(row: dict, flops: int, mm: float, ref: dict | None, diff: bool = True) -> None:
+    """Set ``gflops`` and ``pct_mm`` of ``row``; against ``ref`` (if any), ``speedup``, ``mem_ratio`` and,
+    with ``diff``, ``max_diff`` (largest gap between the output samples)."""
+    row["gflops"] = flops / row["time_s"] / 1e9
+    row["pct_mm"] = 100 * row["gflops"] / mm
+    if ref is not None:
+        row["speedup"] = ref["time_s"] / row["time_s"]
+        row["mem_ratio"] = row["peak_mib"] / ref["peak_mib"] if ref["peak_mib"] > 0 else None
+        if diff:
+            row["max_diff"] = max(abs(a - b) for a, b in zip(row["sample"], ref["sample"]))
+
+
 def emit(result: dict) -> None:
     """Report one point from a worker."""
     print("RESULT " + json.dumps(result), flush=True)
@@ -185,6 +308,28 @@ def machine() -> str:
     except OSError:
         pass
     return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def header(title: str, script: str, argv: list[str] | None, config: str, mm: Roofline) -> str:
+    """The lines above a results table: title, machine, command, ``config``, torch.mm rates, wall time."""
+    command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    return (f"# {title}\n\nmachine: {machine()}\ncommand: `{command.strip()}`\n{config}\n"
+            f"torch.mm fp32 {mm.size}^3: {mm.before:.0f} GFLOP/s before, {mm.after:.0f} after "
+            f"(% of mm uses {mm.best:.0f})\nwall time: {time.perf_counter() - mm.started:.0f} s\n")
+
+
+def write_report(out: Path, name: str, head: str, body: str, spec: dict, mm: float, rows: Sequence[dict],
+                 plot_title: str) -> None:
+    """Print ``head`` and ``body``; write ``name``.md (both), ``name``.json (spec and rows without their
+    output samples) and ``name``.png (:func:`plot`) into ``out``."""
+    print(head)
+    print(body)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text(head + "\n" + body + "\n")
+    (out / f"{name}.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": [
+        {k: v for k, v in r.items() if k != "sample"} for r in rows]}, indent=1))
+    plot(rows, out / f"{name}.png", plot_title)
+    print(f"\nwrote {out / f'{name}.md'} and {out / f'{name}.png'}")
 
 
 def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
