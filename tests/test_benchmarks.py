@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("script,name", [("bench_attention.py", "attention"), ("bench_model.py", "model")])
 def test_benchmark_quick_run(tmp_path, script, name):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+                          capture_output=True, text=True, timeout=240, cwd=ROOT)  # a loaded machine is slow
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert "speed-up vs hf" in out and "GFLOP/s" in out and "% of mm" in out and "peak MiB" in out
