@@ -44,21 +44,6 @@ class Job:
     tokens: int = 0
 
 
-def finish(task: str, results: list[Any], single: bool, params: dict[str, Any]) -> Outcome:
-    """A request's records' results -> what the pipeline's ``__call__`` would return for its inputs."""
-    # Imported here, not at the top: the ingress imports this module and should not load torch.
-    from bigbird.windows import RecordError
-
-    for i, res in enumerate(results):
-        if isinstance(res, RecordError):
-            return Outcome(422, error=f"input {i}: {res}")
-    if task == "text-classification" and "top_k" not in params:
-        # transformers' legacy convention (TextClassificationPipeline.__call__): one dict per text,
-        # a single text wrapped in a list.
-        return Outcome(200, [r[0] for r in results])
-    return Outcome(200, results[0] if single else results)
-
-
 class TaskModel:
     """Model replica. ``predict({"inputs", "parameters", "request_id"})`` -> :class:`Outcome`.
 
@@ -205,7 +190,10 @@ class TaskModel:
             return [self.run_group([job])[0] for job in jobs]
         outcomes, at = [], 0
         for job in jobs:
-            outcome = finish(self.pipe.task, results[at : at + len(job.records)], job.single, job.params)
+            try:  # the pipeline's own __call__ shaping; a record it cannot score is this request's 422
+                outcome = Outcome(200, self.pipe.shape(results[at : at + len(job.records)], job.single, job.params))
+            except ValueError as e:
+                outcome = Outcome(422, error=str(e))
             outcome.tokens = job.tokens
             outcomes.append(outcome)
             at += len(job.records)

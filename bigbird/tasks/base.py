@@ -190,7 +190,14 @@ class TaskPipeline:
             raise ValueError(f"unknown parameters for {self.task}: {sorted(unknown)}; "
                              f"known: {sorted(self.default_params)}")
         records, single = self.records(inputs, **params)
-        results = self.run(records, **params)
+        return self.shape(self.run(records, **params), single, params)
+
+    def shape(self, results: list[Any], single: bool, params: dict[str, Any]) -> Any:
+        """Per-record results of :meth:`run` -> what ``__call__`` returns (one result for a single input).
+
+        Raises:
+            ValueError: Naming the first input that cannot be scored.
+        """
         for i, res in enumerate(results):
             if isinstance(res, RecordError):
                 raise ValueError(f"input {i}: {res}")

@@ -50,11 +50,9 @@ class TextClassificationPipeline(TaskPipeline):
             order = order[:top_k]
         return [{"label": self.config.id2label[int(i)], "score": float(scores[i])} for i in order]
 
-    def __call__(self, inputs: Any, **params: Any) -> Any:
-        legacy = "top_k" not in params
-        results = super().__call__(inputs, **params)
-        single = isinstance(inputs, str)
-        if legacy:  # transformers' convention: one dict per input, a single input wrapped in a list
+    def shape(self, results: list[Any], single: bool, params: dict[str, Any]) -> Any:
+        results = super().shape(results, single, params)
+        if "top_k" not in params:  # transformers' convention: one dict per input, a single input wrapped in a list
             results = [results] if single else results
             return [r[0] for r in results]
         return results
