@@ -47,40 +47,43 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), os.path.abspath(uri))
 
 
-def input_columns(settings: BatchSettings) -> list[str]:
-    """Check the input exists and has the columns the settings name; return the columns to read."""
+def scan_input(settings: BatchSettings) -> tuple[list[str], int]:
+    """Check the input exists and has the columns the settings name, from its parquet footers (no data read).
+
+    Returns:
+        The columns to read, and the records the job will see (capped by ``limit``).
+    """
     fs, path = _filesystem(settings.input)
     try:
-        schema = pads.dataset(path, filesystem=fs, format="parquet").schema
+        dataset = pads.dataset(path, filesystem=fs, format="parquet")
     except Exception as e:  # missing paths, unreadable files: pyarrow raises its own error types
         raise ValueError(f"cannot read input {settings.input!r}: {e}") from e
+    names = dataset.schema.names
     wanted = [settings.id_column, settings.text_column, settings.question_column, settings.offset_column,
               *(src for src, _ in settings.kept)]
     wanted = list(dict.fromkeys(c for c in wanted if c is not None))
-    missing = [c for c in wanted if c not in schema.names]
+    missing = [c for c in wanted if c not in names]
     if missing:
-        raise ValueError(f"input {settings.input!r} has no column(s) {missing}; it has {schema.names}")
-    return wanted
+        raise ValueError(f"input {settings.input!r} has no column(s) {missing}; it has {names}")
+    rows = dataset.count_rows()
+    return wanted, min(rows, settings.limit) if settings.limit else rows
 
 
-def input_rows(settings: BatchSettings) -> int:
-    """Records the job will see: the parquet footers' row counts (no data read), capped by ``limit``."""
-    fs, path = _filesystem(settings.input)
-    rows = pads.dataset(path, filesystem=fs, format="parquet").count_rows()
-    return min(rows, settings.limit) if settings.limit else rows
+def output_files(output: str) -> list[str]:
+    """The parquet files under the output folder (none if it does not exist)."""
+    fs, path = _filesystem(output)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    return [f.path for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+            if f.type == pafs.FileType.File and f.path.endswith(".parquet")]
 
 
 def done_ids(output: str) -> tuple[set[str], list[str]]:
     """Ids already written by an earlier run, and the output files (unreadable partial files are removed)."""
-    fs, path = _filesystem(output)
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        return set(), []
-    files = [f.path for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-             if f.type == pafs.FileType.File and f.path.endswith(".parquet")]
+    fs, _ = _filesystem(output)
     ids: set[str] = set()
     good = []
-    for f in files:
+    for f in output_files(output):
         try:
             table = pads.dataset(f, filesystem=fs, format="parquet").to_table(columns=["id"])
         except Exception:
@@ -96,7 +99,7 @@ def run(settings: BatchSettings) -> JobStats:
     import numpy as np
     import ray
 
-    columns = input_columns(settings)
+    columns, total = scan_input(settings)
     start = time.perf_counter()
     if not ray.is_initialized():
         ray.init(address=settings.address, include_dashboard=False, log_to_driver=True)
@@ -108,11 +111,12 @@ def run(settings: BatchSettings) -> JobStats:
               "stride": settings.stride}
     params = stages.batch_params(settings.task, settings)
 
-    done, _ = done_ids(settings.output) if settings.resume else (set(), [])
+    done, before = done_ids(settings.output)
+    if not settings.resume:
+        done = set()
     ds = ray.data.read_parquet(settings.input).select_columns(columns)
     if settings.limit:
         ds = ds.limit(settings.limit)
-    total = input_rows(settings)
     ds = ds.map_batches(stages.preprocess, batch_format="numpy", batch_size=16, fn_kwargs={
         **common, "id_column": settings.id_column, "text_column": settings.text_column,
         "question_column": settings.question_column, "question": settings.question,
@@ -123,18 +127,15 @@ def run(settings: BatchSettings) -> JobStats:
         num_gpus=num_gpus, num_cpus=0 if num_gpus else 1,
         fn_constructor_kwargs={**common, "batch_size": settings.batch_size, "max_tokens": settings.max_tokens,
                                "threads": threads, "params": params, "keep_columns": tuple(settings.kept)})
-    before = set(done_ids(settings.output)[1])
     ds.write_parquet(settings.output)
-    _, after = done_ids(settings.output)
-    new = [f for f in after if f not in before]
+    new = sorted(set(output_files(settings.output)) - set(before))
     fs, _ = _filesystem(settings.output)
     table = pads.dataset(new, filesystem=fs, format="parquet").to_table(
         columns=["error", "num_tokens", "padding_tokens"]) if new else None
     seconds = time.perf_counter() - start
     if table is None:
-        return JobStats(0, 0, 0, 0, total - 0 if not done else len(done), seconds)
-    errors = table.column("error").null_count
-    return JobStats(records=table.num_rows, errors=table.num_rows - errors,
+        return JobStats(0, 0, 0, 0, total, seconds)  # nothing new: every input record was already done
+    return JobStats(records=table.num_rows, errors=table.num_rows - table.column("error").null_count,
                     tokens=int(np.nansum(table.column("num_tokens").to_numpy(zero_copy_only=False))),
                     padding_tokens=int(np.nansum(table.column("padding_tokens").to_numpy(zero_copy_only=False))),
                     skipped=total - table.num_rows, seconds=seconds)

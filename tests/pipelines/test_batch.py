@@ -127,11 +127,11 @@ def test_settings_errors_name_the_problem(task_models, wiki_corpus, tmp_path):
     with pytest.raises(ValueError, match="exactly one of question_column and question"):
         BatchSettings(task="question-answering", model=model, input="x", output="y")
     with pytest.raises(ValueError, match=r"no column\(s\) \['body'\]"):
-        batch.input_columns(_settings("text-classification", model, wiki_corpus, tmp_path, text_column="body"))
+        batch.scan_input(_settings("text-classification", model, wiki_corpus, tmp_path, text_column="body"))
     with pytest.raises(ValueError, match=r"keep_columns \['label'\] clash"):
         BatchSettings(task="text-classification", model=model, input="x", output="y", keep_columns=["label"])
     with pytest.raises(ValueError, match="cannot read input"):
-        batch.input_columns(_settings("text-classification", model, tmp_path / "missing", tmp_path))
+        batch.scan_input(_settings("text-classification", model, tmp_path / "missing", tmp_path))
 
 
 def test_cli_errors_are_one_line(capsys, task_models, tmp_path):
