@@ -41,6 +41,8 @@ def random_batch(batch: int, length: int, *, vocab: int = 120, pad_from: int | N
 
 
 SPM_MODEL = Path(__file__).parent / "fixtures" / "spm" / "test_model.model"
+SPM_TEXT = (SPM_MODEL.parent / "botchan_excerpt.txt").read_text(encoding="utf-8")  # the text it was trained on
+SPM_LINES = [line for line in SPM_TEXT.split("\n") if line.strip()]
 TASK_CLASSES = {
     "fill-mask": "BigBirdForMaskedLM",
     "question-answering": "BigBirdForQuestionAnswering",
@@ -70,3 +72,22 @@ def build_task_model(path: Path, task: str, *, tokenizer=None, seed: int = 0, **
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def bert_wordpiece(words: list[str]):
+    """A small uncased BERT-style WordPiece ``tokenizers.Tokenizer``, as in all-MiniLM-L6-v2's tokenizer.json."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = sorted({c for w in words for c in w})
+    vocab = specials + chars + [f"##{c}" for c in chars] + sorted(set(words))
+    backend = Tokenizer(WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    backend.add_special_tokens(specials)
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return backend

