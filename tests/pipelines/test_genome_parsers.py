@@ -14,7 +14,6 @@ from pipelines import genome
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "corpora"
 GENBANK = FIXTURES / "gbpri1-excerpt.seq"
 RRNA = FIXTURES / "rRNA16S.gold.sample.fasta"
-REPO = Path(__file__).parents[2]
 
 _CODONS = {
     a + b + c: aa
