@@ -85,8 +85,9 @@ def test_ci_runs_the_main_job_commands():
     assert 'MODEL=${MODEL:-models/rrna16s-phylum}' in script and 'OUTPUT=${OUTPUT:-outputs/rrna16s-phylum}' in script
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """A command as a user runs it from ``cwd``, with this environment's ``bin`` first on PATH."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **env}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -99,10 +100,7 @@ def test_genome_command(tmp_path):
     """The README's converter command as written, from a copy of the repository's layout."""
     (tmp_path / "tests").symlink_to(ROOT / "tests")
     command = next(c for c in readme_commands() if c.startswith("python -m pipelines.genome"))
-    args = command.split()
-    args[0] = sys.executable
-    env_root = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(args, cwd=tmp_path, env=env_root, capture_output=True, text=True, timeout=300)
+    out = _run([sys.executable, *command.split()[1:]], tmp_path, PYTHONPATH=str(ROOT))
     assert out.returncode == 0, out.stderr
     import pyarrow.parquet as pq
 
