@@ -44,7 +44,7 @@ def build_model(folder: Path, *, hidden: int, layers: int, max_length: int) -> P
 
 def build_corpus(folder: Path, source: str | None, copies: int) -> Path:
     """Real long documents; ``copies`` repeats them under new ids to lengthen the run."""
-    from pipelines.corpora import iter_wiki_records
+    from corpora import iter_wiki_records
 
     if source:
         table = pq.read_table(source, columns=["id", "text"])

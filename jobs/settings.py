@@ -98,7 +98,7 @@ def _check_config_fields(fields: dict[str, Any], where: str) -> None:
 
 
 class ColumnSettings(_Section):
-    """Parquet column name of each role (the corpus contract of ``pipelines.corpora`` by default)."""
+    """Parquet column name of each role (the corpus contract of ``corpora`` by default)."""
 
     id: str = "id"
     text: str = "text"

@@ -1,1 +1,1 @@
-"""Data pipelines: real corpora fetched from packages and converted to the corpus parquet format."""
+"""The batch scoring job: Ray Data over a parquet corpus (``bigbird batch``, ``python -m pipelines.batch``)."""

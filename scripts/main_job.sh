@@ -22,7 +22,7 @@ if [ ! -x "$VENV/bin/bigbird" ]; then
 fi
 
 echo "== corpus: 16S rRNA genes -> data/rrna16s"
-"$VENV/bin/python" -m pipelines.corpora fetch rrna16s --dest data
+"$VENV/bin/python" -m corpora fetch rrna16s --dest data
 
 echo "== batch job: $MODEL over data/rrna16s -> $OUTPUT"
 rm -rf "$OUTPUT"
@@ -32,5 +32,5 @@ limit=()
   --output "$OUTPUT" --keep-columns label=label_true --batch-size 8 "${limit[@]}"
 
 echo "== report"
-"$VENV/bin/python" -m pipelines.report "$OUTPUT" --label-column label_true --holdout-fraction 0.1 --split-seed 0
+"$VENV/bin/python" -m corpora.report "$OUTPUT" --label-column label_true --holdout-fraction 0.1 --split-seed 0
 echo "== results: $OUTPUT/*.parquet (one row per gene: id, label, score, scores, label_true, ...)"

@@ -23,9 +23,9 @@ BIN = Path(sys.executable).parent
 COVERAGE: list[tuple[str, str]] = [
     (r"bash scripts/main_job\.sh", "ci"),
     (r"bash \.ci/run", "ci"),
-    (r"python -m pipelines\.corpora fetch rrna16s --dest data", "ci"),
+    (r"python -m corpora fetch rrna16s --dest data", "ci"),
     (r"bigbird batch --task text-classification --model models/rrna16s-phylum", "ci"),
-    (r"python -m pipelines\.genome ", "here:test_genome_command"),
+    (r"python -m corpora\.genome ", "here:test_genome_command"),
     (r"bigbird batch --help", "here:test_help_commands"),
     (r"ray job submit --working-dir \. -- python -m pipelines\.batch", "here:test_module_entry_points"),
     (r"bigbird serve --model models/rrna16s-phylum", "test:tests/serve/test_serve.py::test_cli_serves_until_interrupted"),
@@ -77,7 +77,7 @@ def test_ci_runs_the_main_job_commands():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "scripts/main_job.sh" in ci and "pytest" in ci
     script = (ROOT / "scripts" / "main_job.sh").read_text(encoding="utf-8")
-    assert "-m pipelines.corpora fetch rrna16s --dest data" in script
+    assert "-m corpora fetch rrna16s --dest data" in script
     batch = " ".join(script[script.index('"$VENV/bin/bigbird" batch'):].replace("\\\n", " ").split())
     readme_batch = next(c for c in readme_commands() if c.startswith("bigbird batch --task text-classification"))
     for flag in ("--task text-classification", "--input data/rrna16s", "--keep-columns label=label_true"):
@@ -99,7 +99,7 @@ def test_help_commands():
 def test_genome_command(tmp_path):
     """The README's converter command as written, from a copy of the repository's layout."""
     (tmp_path / "tests").symlink_to(ROOT / "tests")
-    command = next(c for c in readme_commands() if c.startswith("python -m pipelines.genome"))
+    command = next(c for c in readme_commands() if c.startswith("python -m corpora.genome"))
     out = _run([sys.executable, *command.split()[1:]], tmp_path, PYTHONPATH=str(ROOT))
     assert out.returncode == 0, out.stderr
     import pyarrow.parquet as pq

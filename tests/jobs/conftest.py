@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import corpora
+import corpora
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "corpora"
 # Tiny BigBird from scratch (block-sparse from 72 tokens on), no dropout: runs are deterministic.

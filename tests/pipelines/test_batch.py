@@ -10,9 +10,9 @@ import pytest
 
 from bigbird.tasks import pipeline
 from bigbird.tokenizer import DNATokenizer
+from corpora import iter_triviaqa_records, iter_wiki_records, write_corpus
+from corpora.genome import convert_to_parquet
 from pipelines import batch
-from pipelines.corpora import iter_triviaqa_records, iter_wiki_records, write_corpus
-from pipelines.genome import convert_to_parquet
 from pipelines.settings import BatchSettings
 from tests.helpers import build_task_model
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from pipelines.corpora_rawfiles import _open_binary
+from corpora.rawfiles import _open_binary
 
 # --------------------------------------------------------------------------- Wikipedia
 

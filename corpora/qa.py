@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from pipelines.corpora_rawfiles import _existing, _open_binary
+from corpora.rawfiles import _existing, _open_binary
 
 
 def iter_triviaqa_records(tgz: str | Path | IO[bytes]) -> Iterator[dict]:

@@ -1,4 +1,4 @@
-"""Tests for pipelines.genome: windowing, streaming conversion to parquet, options and CLI (parsers:
+"""Tests for corpora.genome: windowing, streaming conversion to parquet, options and CLI (parsers:
 test_genome_parsers.py)."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import genome
-from pipelines.corpora import read_corpus, validate_corpus
+from corpora import genome, read_corpus, validate_corpus
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "corpora"
 GENBANK = FIXTURES / "gbpri1-excerpt.seq"
@@ -206,7 +205,7 @@ def test_detect_format() -> None:
 
 def test_cli_help() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.genome", "--help"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "corpora.genome", "--help"], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0
     for flag in ("--output", "--format", "--window", "--overlap", "--features", "--label-regex"):
@@ -215,7 +214,7 @@ def test_cli_help() -> None:
 
 def test_cli_missing_file_is_one_line_error(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.genome", str(tmp_path / "missing.fa"), "--output", str(tmp_path)],
+        [sys.executable, "-m", "corpora.genome", str(tmp_path / "missing.fa"), "--output", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,

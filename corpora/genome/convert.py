@@ -1,6 +1,6 @@
-"""Streaming conversion of FASTA / GenBank files to the corpus parquet format (:mod:`pipelines.genome`).
+"""Streaming conversion of FASTA / GenBank files to the corpus parquet format (:mod:`corpora.genome`).
 
-Output rows follow the contract in :mod:`pipelines.corpora`: ``id``, ``text`` (upper-case
+Output rows follow the contract in :mod:`corpora`: ``id``, ``text`` (upper-case
 A/C/G/T/N: U becomes T, other IUPAC ambiguity codes become N), ``source``, plus ``spans`` for
 GenBank input, ``label`` when a header regex is given and ``offset`` when windowing.
 """
@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pipelines.corpora import CorpusWriter, corpus_schema
-from pipelines.genome_fasta import _fasta_stream
-from pipelines.genome_genbank import _genbank_stream
-from pipelines.genome_records import (
+from corpora import CorpusWriter, corpus_schema
+from corpora.genome.fasta import _fasta_stream
+from corpora.genome.genbank import _genbank_stream
+from corpora.genome.records import (
     DEFAULT_FEATURE_TYPES,
     Format,
     OnInvalid,
@@ -25,7 +25,7 @@ from pipelines.genome_records import (
     _Lines,
     _open_text,
 )
-from pipelines.genome_windows import _check_spans, _check_window, _SpanIndex, iter_windows
+from corpora.genome.windows import _check_spans, _check_window, _SpanIndex, iter_windows
 
 _TO_ACGTN = str.maketrans("URYSWKMBDHV", "TNNNNNNNNNN")
 _DELETE_ACGTNU = str.maketrans("", "", "ACGTNU")

@@ -1,6 +1,6 @@
 """Summarise a classification batch job's output against the true labels it carried (``--keep-columns``).
 
-    python -m pipelines.report outputs/rrna16s-phylum --label-column label --holdout-fraction 0.1
+    python -m corpora.report outputs/rrna16s-phylum --label-column label --holdout-fraction 0.1
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def summarise(output: str, *, label_column: str = "label_true", holdout_fraction
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipelines.report", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m corpora.report", description=__doc__.split("\n\n")[0])
     p.add_argument("output", help="the batch job's output folder")
     p.add_argument("--label-column", default="label_true",
                    help="the kept column with the true labels (default label_true)")

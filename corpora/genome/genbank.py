@@ -1,4 +1,4 @@
-"""Streaming GenBank flat-file parser and feature-location parser for :mod:`pipelines.genome`.
+"""Streaming GenBank flat-file parser and feature-location parser for :mod:`corpora.genome`.
 
 GenBank locations are 1-based and inclusive (``10..20`` is 11 bases); everything this module
 returns is 0-based and end-exclusive (``(9, 20)``), the Python slice of the sequence.
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from pipelines.genome_records import (
+from corpora.genome.records import (
     DEFAULT_FEATURE_TYPES,
     GenBankFeature,
     GenBankRecord,

@@ -1,4 +1,4 @@
-"""Record types, shared constants and line-level text reading for :mod:`pipelines.genome`.
+"""Record types, shared constants and line-level text reading for :mod:`corpora.genome`.
 
 Holds what both parsers share: the record tuples, the IUPAC alphabet, opening plain or gzip
 input as text (from a path or a file object) with a line counter for error messages, and the

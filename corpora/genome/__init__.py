@@ -7,35 +7,33 @@ chromosome of hundreds of megabases converts in constant memory.
 Coordinates: GenBank locations are 1-based and inclusive (``10..20`` is 11 bases); everything this
 module returns is 0-based and end-exclusive (``(9, 20)``), the Python slice of the sequence.
 
-Output rows follow the contract in :mod:`pipelines.corpora`: ``id``, ``text`` (upper-case
+Output rows follow the contract in :mod:`corpora`: ``id``, ``text`` (upper-case
 A/C/G/T/N: U becomes T, other IUPAC ambiguity codes become N), ``source``, plus ``spans`` for
 GenBank input, ``label`` when a header regex is given and ``offset`` when windowing.
 
 CLI::
 
-    python -m pipelines.genome INPUT... --output DIR [--format auto|fasta|genbank]
+    python -m corpora.genome INPUT... --output DIR [--format auto|fasta|genbank]
         [--window N --overlap N] [--features exon,CDS] [--label-regex RE]
 
 The implementation lives in one module per job; this module is the public facade and the
-``python -m pipelines.genome`` entry point, and re-exports the public names:
+``python -m corpora.genome`` entry point, and re-exports the public names:
 
-- :mod:`pipelines.genome_records`: record types, constants, plain/gzip text reading
-- :mod:`pipelines.genome_fasta`: FASTA parser (:func:`iter_fasta`)
-- :mod:`pipelines.genome_genbank`: GenBank parser (:func:`iter_genbank`, :func:`parse_location`)
-- :mod:`pipelines.genome_windows`: windowing (:func:`iter_windows`) and span clipping
-- :mod:`pipelines.genome_convert`: :func:`detect_format`, :func:`convert_to_parquet`, :class:`ConvertStats`
-- :mod:`pipelines.genome_cli`: :func:`build_parser`, :func:`main`
+- :mod:`corpora.genome.records`: record types, constants, plain/gzip text reading
+- :mod:`corpora.genome.fasta`: FASTA parser (:func:`iter_fasta`)
+- :mod:`corpora.genome.genbank`: GenBank parser (:func:`iter_genbank`, :func:`parse_location`)
+- :mod:`corpora.genome.windows`: windowing (:func:`iter_windows`) and span clipping
+- :mod:`corpora.genome.convert`: :func:`detect_format`, :func:`convert_to_parquet`, :class:`ConvertStats`
+- :mod:`corpora.genome.cli`: :func:`build_parser`, :func:`main`
 """
 
 from __future__ import annotations
 
-import sys
-
-from pipelines.genome_cli import build_parser, main
-from pipelines.genome_convert import ConvertStats, convert_to_parquet, detect_format
-from pipelines.genome_fasta import iter_fasta
-from pipelines.genome_genbank import iter_genbank, parse_location
-from pipelines.genome_records import (
+from corpora.genome.cli import build_parser, main
+from corpora.genome.convert import ConvertStats, convert_to_parquet, detect_format
+from corpora.genome.fasta import iter_fasta
+from corpora.genome.genbank import iter_genbank, parse_location
+from corpora.genome.records import (
     DEFAULT_FEATURE_TYPES,
     IUPAC_DNA,
     FastaRecord,
@@ -44,7 +42,7 @@ from pipelines.genome_records import (
     GenBankRecord,
     OnInvalid,
 )
-from pipelines.genome_windows import iter_windows
+from corpora.genome.windows import iter_windows
 
 __all__ = [
     "DEFAULT_FEATURE_TYPES",
@@ -64,7 +62,3 @@ __all__ = [
     "main",
     "parse_location",
 ]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Streaming FASTA parser for :mod:`pipelines.genome`."""
+"""Streaming FASTA parser for :mod:`corpora.genome`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from pipelines.genome_records import (
+from corpora.genome.records import (
     FastaRecord,
     OnInvalid,
     _check_on_invalid,

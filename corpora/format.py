@@ -1,6 +1,6 @@
 """The corpus parquet format: its schema, a streaming writer, a reader and a validator.
 
-The contract itself (columns, types, file layout) is described in :mod:`pipelines.corpora`.
+The contract itself (columns, types, file layout) is described in :mod:`corpora`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests for pipelines.genome's parsers: FASTA records and GenBank records, locations and features."""
+"""Tests for corpora.genome's parsers: FASTA records and GenBank records, locations and features."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import genome
+from corpora import genome
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "corpora"
 GENBANK = FIXTURES / "gbpri1-excerpt.seq"

@@ -1,4 +1,4 @@
-"""Windowing of long sequences and clipping of feature spans to windows, for :mod:`pipelines.genome`."""
+"""Windowing of long sequences and clipping of feature spans to windows, for :mod:`corpora.genome`."""
 
 from __future__ import annotations
 
