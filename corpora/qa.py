@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from corpora.rawfiles import _existing, _open_binary
+from corpora.rawfiles import existing_path, open_binary
 
 
 def iter_triviaqa_records(tgz: str | Path | IO[bytes]) -> Iterator[dict]:
@@ -31,7 +31,7 @@ def iter_triviaqa_records(tgz: str | Path | IO[bytes]) -> Iterator[dict]:
         ValueError: the archive has no ``qa/*.json`` file.
     """
     with (
-        _open_binary(tgz, decompress=False) as fh,
+        open_binary(tgz, decompress=False) as fh,
         tarfile.open(fileobj=io.BytesIO(fh.read()), mode="r:*") as tar,
     ):
         members = {m.name.lstrip("./"): m for m in tar.getmembers() if m.isfile()}
@@ -81,7 +81,7 @@ def iter_squad_records(path: str | Path) -> Iterator[dict]:
         FileNotFoundError: the path does not exist.
         ValueError: not SQuAD JSON (no ``data`` list).
     """
-    squad = json.loads(_existing(path).read_text(encoding="utf-8"))
+    squad = json.loads(existing_path(path).read_text(encoding="utf-8"))
     if not isinstance(squad, dict) or not isinstance(squad.get("data"), list):
         raise ValueError(f"{path} is not SQuAD JSON: no top-level 'data' list")
     for article in squad["data"]:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import IO
 
 
-def _existing(path: str | Path) -> Path:
+def existing_path(path: str | Path) -> Path:
+    """``path`` as a Path; FileNotFoundError naming it when it does not exist."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {p}")
@@ -18,12 +19,12 @@ def _existing(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def _open_binary(path_or_file: str | Path | IO[bytes], *, decompress: bool = True) -> Iterator[IO[bytes]]:
+def open_binary(path_or_file: str | Path | IO[bytes], *, decompress: bool = True) -> Iterator[IO[bytes]]:
     """Open a path as bytes (bz2/gzip undone from the magic bytes), or pass a file through."""
     if not isinstance(path_or_file, (str, Path)):
         yield path_or_file
         return
-    path = _existing(path_or_file)
+    path = existing_path(path_or_file)
     with open(path, "rb") as fh:
         magic = fh.read(3)
     if decompress and magic == b"BZh":

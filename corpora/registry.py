@@ -81,7 +81,8 @@ CORPORA: dict[str, CorpusSpec] = {
 }  # fmt: skip
 
 
-def _spec(name: str) -> CorpusSpec:
+def corpus_spec(name: str) -> CorpusSpec:
+    """The spec of a named corpus; ValueError lists the known names."""
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
     return CORPORA[name]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from corpora.rawfiles import _open_binary
+from corpora.rawfiles import open_binary
 
 # --------------------------------------------------------------------------- Wikipedia
 
@@ -44,7 +44,7 @@ def iter_wiki_pages(path_or_file: str | Path | IO[bytes]) -> Iterator[WikiPage]:
         FileNotFoundError: the path does not exist.
         ValueError: the XML is malformed.
     """
-    with _open_binary(path_or_file) as fh:
+    with open_binary(path_or_file) as fh:
         try:
             for _, elem in ET.iterparse(fh, events=("end",)):
                 if _local(elem.tag) != "page":

@@ -14,18 +14,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from corpora import CorpusWriter, corpus_schema
-from corpora.genome.fasta import _fasta_stream
-from corpora.genome.genbank import _genbank_stream
+from corpora.format import CorpusWriter, corpus_schema
+from corpora.genome.fasta import fasta_stream
+from corpora.genome.genbank import genbank_stream
 from corpora.genome.records import (
     DEFAULT_FEATURE_TYPES,
     Format,
+    Lines,
     OnInvalid,
-    _check_on_invalid,
-    _Lines,
-    _open_text,
+    check_on_invalid,
+    open_text,
 )
-from corpora.genome.windows import _check_spans, _check_window, _SpanIndex, iter_windows
+from corpora.genome.windows import SpanIndex, check_spans, check_window, iter_windows
 
 _TO_ACGTN = str.maketrans("URYSWKMBDHV", "TNNNNNNNNNN")
 _DELETE_ACGTNU = str.maketrans("", "", "ACGTNU")
@@ -65,7 +65,7 @@ def detect_format(path: str | Path) -> Literal["fasta", "genbank"]:
         FileNotFoundError: the path does not exist.
         ValueError: neither format is recognised.
     """
-    with _open_text(path) as (fh, source):
+    with open_text(path) as (fh, source):
         for _ in range(200):
             line = fh.readline()
             if not line:
@@ -133,12 +133,12 @@ def convert_to_parquet(
         ValueError: bad option values, an unknown format, duplicate ids or malformed input.
     """
     if window is not None:
-        _check_window(window, overlap)
+        check_window(window, overlap)
     elif overlap:
         raise ValueError(f"overlap={overlap} needs a window")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    _check_on_invalid(on_invalid)
+    check_on_invalid(on_invalid)
     if format not in ("auto", "fasta", "genbank"):
         raise ValueError(f"unknown format {format!r}; expected 'auto', 'fasta' or 'genbank'")
     if not inputs:
@@ -169,12 +169,12 @@ def convert_to_parquet(
     with writer:
         for path, fmt in zip(inputs, formats):
             src = source if source is not None else Path(path).name
-            with _open_text(path) as (fh, name):
-                lines = _Lines(fh, name)
+            with open_text(path) as (fh, name):
+                lines = Lines(fh, name)
                 if fmt == "fasta":
-                    stream = ((i, d, None, c) for i, d, c in _fasta_stream(lines, on_invalid))
+                    stream = ((i, d, None, c) for i, d, c in fasta_stream(lines, on_invalid))
                 else:
-                    stream = _genbank_stream(lines, feature_types, on_invalid)
+                    stream = genbank_stream(lines, feature_types, on_invalid)
                 for record_id, description, features, chunks in stream:
                     if limit is not None and stats.records >= limit:
                         break
@@ -225,13 +225,13 @@ def _write_sequence(
             stats.skipped_empty += 1
             return
         if spans is not None:
-            _check_spans(spans, len(text), record_id)
+            check_spans(spans, len(text), record_id)
             row["spans"] = [{"start": s, "end": e, "label": lab} for s, e, lab in sorted(spans)]
             stats.spans += len(spans)
         writer.write({**row, "id": record_id, "text": text})
         stats.rows += 1
         return
-    index = _SpanIndex(spans) if spans is not None else None
+    index = SpanIndex(spans) if spans is not None else None
     length = 0  # the sequence's length is known only once it has streamed past
     for start, text in iter_windows(normalised(), window, overlap):
         length = start + len(text)
@@ -244,7 +244,7 @@ def _write_sequence(
     if length == 0:
         stats.skipped_empty += 1
     elif spans:
-        _check_spans(spans, length, record_id)
+        check_spans(spans, length, record_id)
 
 
 def _map_label(feature_type: str, label_map: Mapping[str, str] | None) -> str:

@@ -8,17 +8,17 @@ from typing import IO
 
 from corpora.genome.records import (
     FastaRecord,
+    Lines,
     OnInvalid,
-    _check_on_invalid,
-    _clean_sequence,
-    _Lines,
-    _open_text,
+    check_on_invalid,
+    clean_sequence,
+    open_text,
 )
 
 # --------------------------------------------------------------------------- FASTA
 
 
-def _fasta_stream(lines: _Lines, on_invalid: OnInvalid) -> Iterator[tuple[str, str, Iterator[str]]]:
+def fasta_stream(lines: Lines, on_invalid: OnInvalid) -> Iterator[tuple[str, str, Iterator[str]]]:
     """Yield ``(id, description, sequence_chunks)``; each chunk iterator must be used before the next."""
     line = lines.next()
     while line is not None and (not line.strip() or line.startswith(";")):
@@ -38,7 +38,7 @@ def _fasta_stream(lines: _Lines, on_invalid: OnInvalid) -> Iterator[tuple[str, s
         line = lines.next()
 
 
-def _fasta_chunks(lines: _Lines, record_id: str, on_invalid: OnInvalid) -> Iterator[str]:
+def _fasta_chunks(lines: Lines, record_id: str, on_invalid: OnInvalid) -> Iterator[str]:
     while (line := lines.next()) is not None:
         if line.startswith(">"):
             lines.push_back(line)
@@ -48,7 +48,7 @@ def _fasta_chunks(lines: _Lines, record_id: str, on_invalid: OnInvalid) -> Itera
             continue
         if " " in raw or "\t" in raw:
             raw = "".join(raw.split())
-        yield _clean_sequence(raw, lines, record_id, on_invalid)
+        yield clean_sequence(raw, lines, record_id, on_invalid)
 
 
 def iter_fasta(path_or_file: str | Path | IO, *, on_invalid: OnInvalid = "raise") -> Iterator[FastaRecord]:
@@ -66,8 +66,8 @@ def iter_fasta(path_or_file: str | Path | IO, *, on_invalid: OnInvalid = "raise"
         FileNotFoundError: the path does not exist.
         ValueError: malformed FASTA or invalid characters; the message names file, line and record.
     """
-    _check_on_invalid(on_invalid)
-    with _open_text(path_or_file) as (fh, source):
-        lines = _Lines(fh, source)
-        for record_id, description, chunks in _fasta_stream(lines, on_invalid):
+    check_on_invalid(on_invalid)
+    with open_text(path_or_file) as (fh, source):
+        lines = Lines(fh, source)
+        for record_id, description, chunks in fasta_stream(lines, on_invalid):
             yield FastaRecord(record_id, description, "".join(chunks))

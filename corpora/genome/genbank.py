@@ -15,11 +15,11 @@ from corpora.genome.records import (
     DEFAULT_FEATURE_TYPES,
     GenBankFeature,
     GenBankRecord,
+    Lines,
     OnInvalid,
-    _check_on_invalid,
-    _clean_sequence,
-    _Lines,
-    _open_text,
+    check_on_invalid,
+    clean_sequence,
+    open_text,
 )
 
 _DELETE_DIGITS_SPACE = str.maketrans("", "", "0123456789 \t\r\n")
@@ -107,7 +107,7 @@ def _finish_feature(
     location: list[str],
     qualifiers: dict[str, str],
     wanted: frozenset[str] | None,
-    lines: _Lines,
+    lines: Lines,
     out: list[GenBankFeature],
 ) -> None:
     if key is None or (wanted is not None and key not in wanted):
@@ -121,7 +121,7 @@ def _finish_feature(
     out.extend(GenBankFeature(s, e, key, strand, name) for s, e, strand in segments)
 
 
-def _parse_features(lines: _Lines, wanted: frozenset[str] | None) -> list[GenBankFeature]:
+def _parse_features(lines: Lines, wanted: frozenset[str] | None) -> list[GenBankFeature]:
     """Read the feature table up to (not including) the first line that is not indented."""
     features: list[GenBankFeature] = []
     key: str | None = None
@@ -168,8 +168,8 @@ def _parse_features(lines: _Lines, wanted: frozenset[str] | None) -> list[GenBan
     return features
 
 
-def _genbank_stream(
-    lines: _Lines, feature_types: Iterable[str] | None, on_invalid: OnInvalid
+def genbank_stream(
+    lines: Lines, feature_types: Iterable[str] | None, on_invalid: OnInvalid
 ) -> Iterator[tuple[str, str, list[GenBankFeature], Iterator[str]]]:
     """Yield ``(id, description, features, sequence_chunks)`` per record; chunks are lazy."""
     wanted = frozenset(feature_types) if feature_types is not None else None
@@ -215,13 +215,13 @@ def _genbank_stream(
         raise ValueError(f"{lines.source}: no LOCUS line found; is this a GenBank file?")
 
 
-def _genbank_chunks(lines: _Lines, record_id: str, on_invalid: OnInvalid) -> Iterator[str]:
+def _genbank_chunks(lines: Lines, record_id: str, on_invalid: OnInvalid) -> Iterator[str]:
     while (line := lines.next()) is not None:
         if line.startswith("//"):
             return
         raw = line.translate(_DELETE_DIGITS_SPACE)
         if raw:
-            yield _clean_sequence(raw, lines, record_id, on_invalid)
+            yield clean_sequence(raw, lines, record_id, on_invalid)
     raise ValueError(f"{lines.where()}: GenBank record {record_id!r} is not terminated by '//'")
 
 
@@ -247,10 +247,10 @@ def iter_genbank(
         FileNotFoundError: the path does not exist.
         ValueError: malformed record, location or sequence; the message names file and line.
     """
-    _check_on_invalid(on_invalid)
-    with _open_text(path_or_file) as (fh, source):
-        lines = _Lines(fh, source)
-        for record_id, description, features, chunks in _genbank_stream(lines, feature_types, on_invalid):
+    check_on_invalid(on_invalid)
+    with open_text(path_or_file) as (fh, source):
+        lines = Lines(fh, source)
+        for record_id, description, features, chunks in genbank_stream(lines, feature_types, on_invalid):
             sequence = "".join(chunks)
             for f in features if sequence else ():  # a record without ORIGIN has nothing to check
                 if f.end > len(sequence):

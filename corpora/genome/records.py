@@ -52,7 +52,7 @@ class GenBankRecord(NamedTuple):
 # --------------------------------------------------------------------------- line reading
 
 
-class _Lines:
+class Lines:
     """A line iterator with one line of push-back and a line counter for error messages."""
 
     def __init__(self, fh: IO[str], source: str) -> None:
@@ -79,7 +79,7 @@ class _Lines:
 
 
 @contextlib.contextmanager
-def _open_text(path_or_file: str | Path | IO) -> Iterator[tuple[IO[str], str]]:
+def open_text(path_or_file: str | Path | IO) -> Iterator[tuple[IO[str], str]]:
     """Open a path or wrap a file object as text, un-gzipping when the data starts with gzip magic."""
     if isinstance(path_or_file, (str, Path)):
         path = Path(path_or_file)
@@ -109,7 +109,7 @@ def _open_text(path_or_file: str | Path | IO) -> Iterator[tuple[IO[str], str]]:
             buffered.detach()
 
 
-def _clean_sequence(raw: str, lines: _Lines, record_id: str, on_invalid: OnInvalid) -> str:
+def clean_sequence(raw: str, lines: Lines, record_id: str, on_invalid: OnInvalid) -> str:
     """Upper-case one line of sequence and check it holds IUPAC letters only."""
     seq = raw.upper()
     bad = seq.translate(_DELETE_IUPAC)
@@ -123,6 +123,7 @@ def _clean_sequence(raw: str, lines: _Lines, record_id: str, on_invalid: OnInval
     return seq
 
 
-def _check_on_invalid(on_invalid: str) -> None:
+def check_on_invalid(on_invalid: str) -> None:
+    """Raise ValueError unless ``on_invalid`` is ``'raise'`` or ``'mask'``."""
     if on_invalid not in ("raise", "mask"):
         raise ValueError(f"on_invalid must be 'raise' or 'mask', got {on_invalid!r}")

@@ -23,7 +23,7 @@ def iter_windows(chunks: Iterable[str], window: int, overlap: int = 0) -> Iterat
     Raises:
         ValueError: window or overlap out of range.
     """
-    _check_window(window, overlap)
+    check_window(window, overlap)
     stride = window - overlap
     start = 0  # genome coordinate of buf[0]
     parts: list[str] = []
@@ -48,7 +48,7 @@ def iter_windows(chunks: Iterable[str], window: int, overlap: int = 0) -> Iterat
         yield start, rest
 
 
-class _SpanIndex:
+class SpanIndex:
     """Features sorted by start, queried with windows that only move right."""
 
     def __init__(self, spans: Sequence[tuple[int, int, str]]) -> None:
@@ -67,7 +67,8 @@ class _SpanIndex:
         return [{"start": s, "end": e, "label": label} for s, e, label in clipped]
 
 
-def _check_spans(spans: Sequence[tuple[int, int, str]], length: int, record_id: str) -> None:
+def check_spans(spans: Sequence[tuple[int, int, str]], length: int, record_id: str) -> None:
+    """Raise ValueError naming the record when a span ends past the sequence."""
     for s, e, label in spans:
         if e > length:
             raise ValueError(
@@ -75,7 +76,8 @@ def _check_spans(spans: Sequence[tuple[int, int, str]], length: int, record_id: 
             )
 
 
-def _check_window(window: int, overlap: int) -> None:
+def check_window(window: int, overlap: int) -> None:
+    """Raise ValueError unless ``window`` is a positive int and ``0 <= overlap < window``."""
     if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
         raise ValueError(f"window must be a positive integer, got {window!r}")
     if not isinstance(overlap, int) or not 0 <= overlap < window:

