@@ -11,6 +11,8 @@ from collections import Counter
 
 import pyarrow.parquet as pq
 
+from bigbird.splits import in_holdout
+
 
 def summarise(output: str, *, label_column: str = "label_true", holdout_fraction: float | None = None,
               split_seed: int = 0, samples: int = 8) -> str:
@@ -41,8 +43,6 @@ def summarise(output: str, *, label_column: str = "label_true", holdout_fraction
 
     accuracy(scored, "all records")
     if holdout_fraction:
-        from jobs.examples import in_holdout
-
         held = in_holdout([r["id"] for r in scored], holdout_fraction, split_seed)
         accuracy([r for r, h in zip(scored, held) if h], f"held-out {holdout_fraction:.0%} (never trained on)")
     lines.append(f"{'id':<28} {'true':<22} {'predicted':<22} score")

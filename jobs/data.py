@@ -22,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from jobs.examples import WINDOW_TYPES, EncodeSpec, encode_records, in_holdout, record_labels, tag_names
+from bigbird.splits import in_holdout
+from jobs.examples import WINDOW_TYPES, EncodeSpec, encode_records, record_labels, tag_names
 from jobs.settings import JobSettings, required_columns
 
 OPTIONAL_COLUMNS = {"question-answering": ("answer_start",)}

@@ -12,7 +12,6 @@ use, so a model is trained on exactly the inputs it will see. Labels per task:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import string
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from bigbird.splits import stable_hash
 from bigbird.windows import RecordError, windows_for_record
 
 IGNORE = -100
@@ -45,21 +45,6 @@ class EncodeSpec:
     label_separator: str | None = None
     span_labels: list[str] | None = None  # tagging: labels to keep, first listed wins on overlap
     scheme: str = "BIO"
-
-
-# ------------------------------------------------------------------------------------------ ids and splits
-def stable_hash(keys: Sequence[str], seed: int = 0) -> np.ndarray:
-    """``(n,)`` uint64: a hash of each key that is the same in every process and Python version."""
-    out = np.empty(len(keys), dtype=np.uint64)
-    for i, key in enumerate(keys):
-        digest = hashlib.blake2b(f"{seed}\x00{key}".encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "little")
-    return out
-
-
-def in_holdout(ids: Sequence[str], fraction: float, seed: int) -> np.ndarray:
-    """``(n,)`` bool: records held out for evaluation, chosen by a hash of their id (stable across runs)."""
-    return stable_hash([str(i) for i in ids], seed).astype(np.float64) / 2.0**64 < fraction
 
 
 # ------------------------------------------------------------------------------------------ label helpers

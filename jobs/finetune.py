@@ -73,7 +73,7 @@ def train_texts(settings: JobSettings, sample: int | None = None) -> list[str]:
     (corpora are often sorted, e.g. by taxon)."""
     import pyarrow.dataset as pads
 
-    from jobs.examples import in_holdout
+    from bigbird.splits import in_holdout
 
     d = settings.data
     table = pads.dataset(d.train, format="parquet").to_table(columns=[d.columns.id, d.columns.text])
