@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bigbird.hub import is_local
+
 TASKS = ("question-answering", "text-classification", "token-classification", "masked-lm")
 TASK_ALIASES = {"fill-mask": "masked-lm", "mlm": "masked-lm", "qa": "question-answering",
                 "sequence-classification": "text-classification", "ner": "token-classification"}
@@ -344,6 +346,9 @@ def required_columns(settings: JobSettings) -> list[str]:
 def check_sources(settings: JobSettings) -> None:
     """Check that the parquet inputs and the model / tokenizer folders exist and have what the task needs.
 
+    A model or tokenizer name is a local folder or a hub id by :func:`bigbird.hub.is_local`, the rule
+    ``from_pretrained`` follows; hub ids are not looked up here.
+
     Raises:
         FileNotFoundError: A missing file or folder (named).
         ValueError: A missing column (named, with the columns that are there).
@@ -361,6 +366,5 @@ def check_sources(settings: JobSettings) -> None:
     for field, value in (("model.from_pretrained", m.from_pretrained), ("model.tokenizer", m.tokenizer)):
         if value is None or value in ("dna", "unigram") or is_uri(value):
             continue
-        looks_local = value.startswith((".", "/", "~")) or Path(value).exists() or value.count("/") != 1
-        if looks_local and not Path(value).expanduser().exists():
+        if is_local(value) and not Path(value).expanduser().exists():  # else a hub id, as for from_pretrained
             raise FileNotFoundError(f"{field}: no such folder {value!r}")

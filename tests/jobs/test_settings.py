@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -103,6 +104,24 @@ def test_check_sources_names_missing_files_and_columns(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.from_pretrained: no such folder"):
         check_sources(JobSettings.model_validate(settings(data__train=str(tmp_path), task="masked-lm",
                                                           model={"from_pretrained": str(tmp_path / "nope")})))
+
+
+def test_model_names_follow_the_hub_rule_of_from_pretrained(tmp_path):
+    """A hub id (``name`` or ``org/name``) passes the job's checks as it passes ``from_pretrained``; a path that
+    does not exist fails, naming the field."""
+    pq.write_table(pa.table({"id": ["a"], "text": ["ACGT"]}), tmp_path / "part.parquet")
+
+    def check(model: dict) -> None:
+        check_sources(load_settings(data=settings(data__train=str(tmp_path), task="masked-lm", model=model)))
+
+    for hub_id in ("roberta-base", "google/bigbird-roberta-base"):
+        check({"from_pretrained": hub_id})
+        check({"from_scratch": SCRATCH, "tokenizer": hub_id})
+    for path in (str(tmp_path / "nope"), "./nope", "~/no-such-model-here", "a/b/c"):
+        with pytest.raises(FileNotFoundError, match=f"model.from_pretrained: no such folder '{re.escape(path)}'"):
+            check({"from_pretrained": path})
+    with pytest.raises(FileNotFoundError, match="model.tokenizer: no such folder './nope'"):
+        check({"from_scratch": SCRATCH, "tokenizer": "./nope"})
 
 
 def test_cli_bad_config_exits_2_with_one_line(tmp_path, capsys):
