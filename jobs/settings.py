@@ -18,9 +18,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bigbird import settings_io
 from bigbird.hub import is_local
 
 TASKS = ("question-answering", "text-classification", "token-classification", "masked-lm")
@@ -247,69 +247,17 @@ class JobSettings(_Section):
 
 
 # --------------------------------------------------------------------------------------------- loading
-def format_error(error: ValidationError) -> str:
-    """A pydantic error as one line: ``data.stride: ... ; train.lr: ...``."""
-    parts = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``'train.lr=1e-3'`` -> (['train', 'lr'], 0.001); the value is read as YAML.
-
-    Raises:
-        ValueError: Without ``=`` or with an empty key.
-    """
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip() or any(not p for p in key.strip().split(".")):
-        raise ValueError(f"override {item!r} must look like section.key=value (e.g. train.lr=1e-3)")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each dotted ``key=value`` in a nested dict (creating sections as needed)."""
-    for item in overrides:
-        path, value = parse_override(item)
-        node = data
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ValueError(f"override {item!r}: {part!r} is a value, not a section")
-            node = child
-        node[path[-1]] = value
-    return data
-
-
 def load_settings(path: str | Path | None = None, overrides: list[str] | None = None,
                   data: dict[str, Any] | None = None) -> JobSettings:
-    """Read a YAML job file (or take ``data``), apply overrides and validate.
+    """Read a YAML job file (or take ``data``), apply ``section.key=value`` overrides and validate
+    (:func:`bigbird.settings_io.load_settings`, the loader every shell uses).
 
     Raises:
         FileNotFoundError: If the YAML file does not exist.
         ValueError: If the YAML is malformed or a setting is invalid (one line naming each bad field).
     """
-    if data is None:
-        if path is None:
-            raise ValueError("pass a YAML path or a settings dict")
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"no such job file: {str(p)!r}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{p}: a job file must be a mapping of sections, got {type(data).__name__}")
-    data = apply_overrides(dict(data), overrides or [])
-    try:
-        return JobSettings.model_validate(data)
-    except ValidationError as e:
-        raise ValueError(f"invalid settings: {format_error(e)}") from None
+    return settings_io.load_settings(JobSettings, path, overrides or [], data=data, what="job file",
+                                     holds="sections")
 
 
 # ------------------------------------------------------------------------------------------ I/O checks
