@@ -1,5 +1,6 @@
 """The ``bigbird`` command line: task pipelines over texts, files and standard input (one JSON line per input),
-checkpoint conversion, and the entry points of the Ray layers (``batch``, ``serve``, ``finetune``).
+checkpoint conversion, and the Ray commands (``batch``, ``serve``, ``finetune``), found through the
+``bigbird.commands`` entry points (:mod:`bigbird.commands`): the core imports none of them.
 
 This module only parses arguments and reads inputs; the work is done by :mod:`bigbird.tasks`,
 :mod:`bigbird.convert` and the Ray layers' own ``main`` functions.
@@ -13,30 +14,16 @@ import json
 import os
 import re
 import sys
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from bigbird.commands import CommandError, UsageError, fail, ray_commands
+from bigbird.commands import summary as command_summary
+from bigbird.tasks import SPECS
+from bigbird.tasks.spec import DEFAULT_STRIDE, ParamField
+
 CHUNK = 64  # inputs per pipeline call: windows are batched across them, results are printed as they come
-# Ray-layer commands: (module whose ``main(argv) -> int`` runs them, one-line description).
-DISPATCH = {
-    "batch": ("pipelines.batch", "run a task over a dataset with Ray Data (options: bigbird batch --help)"),
-    "serve": ("serve.cli", "serve task pipelines over HTTP with Ray Serve (options: bigbird serve --help)"),
-    "finetune": ("jobs.finetune", "fine-tune a model with Ray Train (options: bigbird finetune --help)"),
-}
-TASK_HELP = {
-    "fill-mask": "predict the tokens behind each mask token",
-    "question-answering": "extract the answer to a question from a (long) context",
-    "text-classification": "classify whole (long) documents",
-    "token-classification": "tag the tokens of (long) documents and merge them into entities",
-}
-TOP_K_HELP = {
-    "fill-mask": "candidates per mask (default 5)",
-    "question-answering": "answers per context (default 1; more prints a list)",
-    "text-classification": "labels per input, printed as a list (default: the best label as one object)",
-}
-TASK_ALIASES = {"text-classification": ["sentiment-analysis"], "token-classification": ["ner"]}
 INPUT_HELP = """\
 Inputs: TEXT arguments, then each --file (one input per file, '-' = standard input); with neither, the whole
 standard input is ONE document. --lines makes every line of a file or of standard input a separate input
@@ -44,23 +31,6 @@ standard input is ONE document. --lines makes every line of a file or of standar
 windows (--max-length tokens, overlapping by --stride) and the results merged, so any length works.
 Output: one JSON value per input per line (JSON lines), as the Python pipeline returns it."""
 EXAMPLES = {
-    "fill-mask": """\
-examples:
-  bigbird fill-mask --model ./my-bigbird "Paris is the [MASK] of France." --top-k 3
-  bigbird fill-mask --model google/bigbird-roberta-base --file report.txt""",
-    "question-answering": """\
-examples:
-  bigbird question-answering --model ./bigbird-qa --question "Who wrote it?" --context-file book.txt
-  cat book.txt | bigbird question-answering --model ./bigbird-qa --question "Who wrote it?" --top-k 3
-  bigbird question-answering --model ./bigbird-qa --question "When?" --context "It rained on Monday." """,
-    "text-classification": """\
-examples:
-  bigbird text-classification --model ./bigbird-imdb < review.txt
-  bigbird text-classification --model ./bigbird-imdb --lines --file reviews.txt --top-k 2 > labels.jsonl""",
-    "token-classification": """\
-examples:
-  bigbird token-classification --model ./bigbird-genes --file chromosome.txt
-  bigbird token-classification --model ./bigbird-ner "Alice flew to Paris." --aggregation-strategy none""",
     "convert": """\
 examples:
   bigbird convert ./bert-base-uncased ./bigbird-from-bert
@@ -79,14 +49,6 @@ examples:
 
 exit status: 0 success, 1 the command failed (missing file or model, unreadable or unusable input),
 2 the command line is wrong. Errors are one line on stderr; set BIGBIRD_DEBUG=1 for a traceback."""
-
-
-class UsageError(Exception):
-    """The command line is wrong (exit status 2)."""
-
-
-class CommandError(Exception):
-    """The command could not be carried out (exit status 1)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,10 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog=MAIN_EPILOG, formatter_class=raw)
     parser.add_argument("--version", action="version", version=f"bigbird {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for task, summary in TASK_HELP.items():
-        p = sub.add_parser(task, aliases=TASK_ALIASES.get(task, []), help=summary, formatter_class=raw,
+    for task, spec in SPECS.items():  # one subcommand per task: help, aliases, examples and flags from its spec
+        summary = spec.summary
+        p = sub.add_parser(task, aliases=[n for n in spec.names if n != task], help=summary, formatter_class=raw,
                            description=f"{summary[0].upper()}{summary[1:]}.\n\n{INPUT_HELP}",
-                           epilog=EXAMPLES[task])
+                           epilog=spec.examples)
         p.set_defaults(task=task)
         p.add_argument("--model", required=True, metavar="PATH_OR_HUB_ID", help="model folder or hub id")
         if task == "question-answering":
@@ -148,22 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
             ctx.add_argument("--context", action="append", default=[], metavar="TEXT", help="a context (repeatable)")
             ctx.add_argument("--context-file", action="append", default=[], metavar="F",
                              help="a file holding one context ('-' = standard input; repeatable)")
-            p.add_argument("--max-answer-len", type=_int_at_least(1), metavar="N",
-                           help="longest answer in tokens (default 15)")
         else:
             p.add_argument("texts", nargs="*", metavar="TEXT", help="input texts (one input each)")
             p.add_argument("--file", action="append", default=[], metavar="F",
                            help="a file holding one input ('-' = standard input; repeatable)")
         p.add_argument("--lines", action="store_true", help="every line of a file or stdin is a separate input")
-        if task == "token-classification":
-            p.add_argument("--aggregation-strategy", choices=("simple", "none"),
-                           help="merge tokens into entities (simple, default) or list every token (none)")
-        else:
-            p.add_argument("--top-k", type=_int_at_least(1), metavar="K", help=TOP_K_HELP[task])
+        for f in cli_params(task):
+            flag = "--" + f.name.replace("_", "-")
+            if f.choices is not None:
+                p.add_argument(flag, choices=f.choices, help=f.cli_help)
+            else:
+                p.add_argument(flag, type=_int_at_least(int(f.metadata.get("ge", 0))),
+                               metavar="K" if f.name == "top_k" else "N", help=f.cli_help)
         p.add_argument("--max-length", type=_int_at_least(8), metavar="N", help="tokens per window (default: the "
                        "model's max_position_embeddings)")
         p.add_argument("--stride", type=_int_at_least(0), metavar="N", help="tokens shared by consecutive windows "
-                       "(default 128, or half of --max-length if that is less)")
+                       f"(default {DEFAULT_STRIDE}, or half of --max-length if that is less)")
         p.add_argument("--batch-size", type=_int_at_least(1), default=8, metavar="N",
                        help="windows per forward pass (default 8)")
         p.add_argument("--device", type=_device, default=None, help="cpu (default), cuda, cuda:1 or a GPU index")
@@ -184,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-heads", action="store_true", help="leave out fine-tuned classifier/QA heads")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty DST")
 
-    for name, (_, summary) in DISPATCH.items():
-        sub.add_parser(name, help=summary, add_help=False)  # their own parser handles every argument
+    for name in ray_commands():  # found through entry points: the core imports none of them
+        sub.add_parser(name, help=command_summary(name), add_help=False)  # their own parser handles every argument
     return parser
 
 
@@ -266,10 +229,14 @@ def gather_inputs(texts: Sequence[str], files: Sequence[str], *, lines: bool, st
 
 
 # ---------------------------------------------------------------------------------------------- tasks
+def cli_params(task: str) -> list[ParamField]:
+    """The task parameters that have a command-line flag (those with ``cli`` help in the task's spec)."""
+    return [f for f in SPECS[task].fields() if f.cli_help]
+
+
 def task_params(args: argparse.Namespace) -> dict[str, Any]:
     """The pipeline call parameters the user set (unset ones keep the pipeline's defaults)."""
-    names = {"top_k": "top_k", "max_answer_len": "max_answer_len", "aggregation_strategy": "aggregation_strategy"}
-    return {key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr, None) is not None}
+    return {f.name: getattr(args, f.name) for f in cli_params(args.task) if getattr(args, f.name, None) is not None}
 
 
 def run_task(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
@@ -288,7 +255,7 @@ def run_task(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
         sources = gather_inputs(args.texts, args.file, lines=args.lines, stdin=stdin)
     stride = args.stride
     if stride is None:
-        stride = 128 if args.max_length is None else min(128, args.max_length // 2)
+        stride = DEFAULT_STRIDE if args.max_length is None else min(DEFAULT_STRIDE, args.max_length // 2)
     pipe = pipeline(args.task, args.model, device=args.device, batch_size=args.batch_size,
                     max_length=args.max_length, stride=stride)
     params = task_params(args)
@@ -330,22 +297,25 @@ def run_convert(args: argparse.Namespace, stdout: TextIO) -> int:
 
 
 def dispatch(command: str, rest: list[str]) -> int:
-    """Run a Ray-layer command: import its module lazily and hand it the remaining arguments.
+    """Run a Ray-layer command: load its entry point (``module:main``) and hand it the remaining arguments.
 
     Raises:
-        UsageError: If the module is not available in this installation.
+        UsageError: If the command's module is not available in this installation.
     """
-    module_name = DISPATCH[command][0]
+    entry = ray_commands()[command]
+    module_name, _, attr = entry.value.partition(":")
+    module_name = module_name.strip()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
             raise UsageError(f"'bigbird {command}' is not available: module {e.name} is not installed") from e
         raise CommandError(f"'bigbird {command}' cannot start: {e}") from e
-    if not callable(getattr(module, "main", None)):
-        raise UsageError(f"'bigbird {command}' is not available: {module_name} has no main()")
+    function = getattr(module, attr.strip() or "main", None)
+    if not callable(function):
+        raise UsageError(f"'bigbird {command}' is not available: {entry.value} is not a function")
     try:
-        code = module.main(rest)
+        code = function(rest)
     except SystemExit as e:  # their argparse's --help / errors
         code = e.code
     if code is None:
@@ -357,20 +327,13 @@ def dispatch(command: str, rest: list[str]) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- main
-def _one_line(error: BaseException) -> str:
-    text = re.sub(r"\s*\n\s*", " ", str(error)).strip()
-    if isinstance(error, (UsageError, CommandError, ValueError, TypeError, OSError)):
-        return text or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def _run(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
     except SystemExit as e:  # --help, --version
         return 0 if e.code is None else int(e.code)
-    if args.command in DISPATCH:
+    if args.command in ray_commands():
         return dispatch(args.command, argv[argv.index(args.command) + 1 :])
     if extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
@@ -392,12 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         printed as one line ``bigbird: error: ...`` on stderr (with a traceback when ``BIGBIRD_DEBUG=1``).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = os.environ.get("BIGBIRD_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
     try:
         return _run(argv)
-    except KeyboardInterrupt:
-        print("bigbird: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:  # e.g. `bigbird ... | head -1`: stop quietly
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -405,10 +364,5 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, AttributeError):
             pass
         return 1
-    except Exception as e:
-        if debug:
-            traceback.print_exc()
-        expected = (UsageError, CommandError, ValueError, TypeError, OSError)
-        hint = "" if debug or isinstance(e, expected) else " (BIGBIRD_DEBUG=1 shows the traceback)"
-        print(f"bigbird: error: {_one_line(e)}{hint}", file=sys.stderr)
-        return 2 if isinstance(e, UsageError) else 1
+    except (Exception, KeyboardInterrupt) as e:
+        return fail("bigbird", e)

@@ -23,12 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bigbird import settings_io
 from bigbird.hub import is_local
 
-TASKS = ("question-answering", "text-classification", "token-classification", "masked-lm")
-TASK_ALIASES = {"fill-mask": "masked-lm", "mlm": "masked-lm", "qa": "question-answering",
-                "sequence-classification": "text-classification", "ner": "token-classification"}
-# Inference pipeline (bigbird.tasks) name of each training task.
-PIPELINE_TASK = {"question-answering": "question-answering", "text-classification": "text-classification",
-                 "token-classification": "token-classification", "masked-lm": "fill-mask"}
+from bigbird.tasks import SPECS
+
+# Training task names (``masked-lm`` for fill-mask), their aliases and inference pipeline (bigbird.tasks) names:
+# all from the task registry.
+TASKS = tuple(spec.train_name for spec in SPECS.values())
+TASK_ALIASES = {name: spec.train_name for spec in SPECS.values() for name in spec.names if name != spec.train_name}
+PIPELINE_TASK = {spec.train_name: spec.name for spec in SPECS.values()}
 # Default model-selection metric and its direction, per task.
 DEFAULT_METRIC = {"question-answering": ("eval_f1", "max"), "text-classification": ("eval_accuracy", "max"),
                   "token-classification": ("eval_f1", "max"), "masked-lm": ("eval_loss", "min")}
@@ -205,7 +206,7 @@ class JobSettings(_Section):
     @field_validator("task", mode="before")
     @classmethod
     def _task(cls, value: Any) -> str:
-        name = TASK_ALIASES.get(value, value)
+        name = TASK_ALIASES.get(value, value) if isinstance(value, str) else value
         if name not in TASKS:
             raise ValueError(f"unknown task {value!r}; choose one of {list(TASKS)} (aliases: {sorted(TASK_ALIASES)})")
         return name

@@ -29,15 +29,13 @@ import numpy as np
 import torch
 
 import bigbird
+from bigbird.tasks import SPECS
 from jobs.data import PlannedBatches, StreamedBatches, WindowStore
 from jobs.evaluation import count, metrics
 from jobs.examples import mask_tokens
 from jobs.settings import JobSettings
 
-MODEL_CLASSES = {"question-answering": bigbird.BigBirdForQuestionAnswering,
-                 "text-classification": bigbird.BigBirdForSequenceClassification,
-                 "token-classification": bigbird.BigBirdForTokenClassification,
-                 "masked-lm": bigbird.BigBirdForMaskedLM}
+MODEL_CLASSES = {spec.train_name: spec.model_class for spec in SPECS.values()}  # training task -> model class
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 FAIL_MARKER = ".fail_injected"

@@ -7,36 +7,47 @@ from typing import Any
 
 import torch
 
-from bigbird.tasks.base import TaskPipeline
-from bigbird.tasks.fill_mask import FillMaskPipeline
-from bigbird.tasks.question_answering import QuestionAnsweringPipeline
-from bigbird.tasks.text_classification import TextClassificationPipeline
-from bigbird.tasks.token_classification import TokenClassificationPipeline
+from bigbird.tasks import fill_mask, question_answering, text_classification, token_classification
+from bigbird.tasks.base import Prepared, TaskPipeline
+from bigbird.tasks.spec import DEFAULT_STRIDE, TaskSpec, result_columns
 
-TASKS: dict[str, type[TaskPipeline]] = {
-    "fill-mask": FillMaskPipeline,
-    "question-answering": QuestionAnsweringPipeline,
-    "text-classification": TextClassificationPipeline,
-    "token-classification": TokenClassificationPipeline,
-}
-ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+# The registry: every task, once. Everything else (service, command line, batch schema, training) reads it.
+SPECS: dict[str, TaskSpec] = {s.name: s for s in (fill_mask.SPEC, question_answering.SPEC, text_classification.SPEC,
+                                                  token_classification.SPEC)}
+ALIASES: dict[str, str] = {alias: s.name for s in SPECS.values() for alias in s.names if alias != s.name}
+TASKS: dict[str, type[TaskPipeline]] = {name: s.pipeline_class for name, s in SPECS.items()}  # derived
+RESULT_COLUMNS = result_columns(SPECS)  # every column name a batch result can have
+for _spec in SPECS.values():
+    _spec.pipeline_class.spec = _spec
+
+__all__ = ["ALIASES", "DEFAULT_STRIDE", "RESULT_COLUMNS", "SPECS", "TASKS", "Prepared", "TaskPipeline", "TaskSpec",
+           "get_spec", "pipeline", "task_class"]
+
+
+def get_spec(task: str) -> TaskSpec:
+    """The spec of a task name, its training name or an alias.
+
+    Raises:
+        ValueError: For an unknown task, listing the known names.
+    """
+    name = ALIASES.get(task, task)
+    if name not in SPECS:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(SPECS) + sorted(ALIASES)}")
+    return SPECS[name]
 
 
 def task_class(task: str) -> type[TaskPipeline]:
-    """The pipeline class of a task name (aliases accepted).
+    """The pipeline class of a task name (aliases accepted); ``get_spec(task).pipeline_class``.
 
     Raises:
         ValueError: For an unknown task, listing the known ones.
     """
-    name = ALIASES.get(task, task)
-    if name not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS) + sorted(ALIASES)}")
-    return TASKS[name]
+    return get_spec(task).pipeline_class
 
 
 def pipeline(task: str, model: str | os.PathLike | torch.nn.Module, tokenizer: Any = None, *,
              device: int | str | torch.device | None = None, batch_size: int = 8, max_length: int | None = None,
-             stride: int = 128, max_tokens: int | None = None, dtype: torch.dtype | str | None = None,
+             stride: int = DEFAULT_STRIDE, max_tokens: int | None = None, dtype: torch.dtype | str | None = None,
              **load_kwargs: Any) -> TaskPipeline:
     """Build a task pipeline, like ``transformers.pipeline``.
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,13 @@ import torch
 
 from bigbird.heads import BigBirdForMaskedLM
 from bigbird.tasks.base import Encoded, TaskPipeline
+from bigbird.tasks.spec import TaskSpec, param
 from bigbird.windows import RecordError, Window
+
+
+@dataclass
+class FillMaskParams:
+    top_k: int = param(5, help="Candidates per mask", ge=1, le=1000, cli="candidates per mask (default 5)")
 
 
 class FillMaskPipeline(TaskPipeline):
@@ -19,7 +26,13 @@ class FillMaskPipeline(TaskPipeline):
 
     task = "fill-mask"
     model_class = BigBirdForMaskedLM
-    default_params = {"top_k": 5}
+    default_params = asdict(FillMaskParams())
+
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        params = super().check_params(params)
+        if int(params["top_k"]) < 1:
+            raise ValueError(f"top_k must be positive, got {params['top_k']}")
+        return params
 
     def windows(self, encoded):
         mask_id = self.tokenizer.mask_token_id
@@ -63,3 +76,12 @@ class FillMaskPipeline(TaskPipeline):
                                  "sequence": tok.decode(full, skip_special_tokens=single)})
             results.append(per_mask)
         return results[0] if single else results
+
+
+SPEC = TaskSpec(
+    name="fill-mask", summary="predict the tokens behind each mask token", model_class=BigBirdForMaskedLM,
+    pipeline_class=FillMaskPipeline, params=FillMaskParams, aliases=("masked-lm", "mlm"), train_name="masked-lm",
+    examples="""\
+examples:
+  bigbird fill-mask --model ./my-bigbird "Paris is the [MASK] of France." --top-k 3
+  bigbird fill-mask --model google/bigbird-roberta-base --file report.txt""")

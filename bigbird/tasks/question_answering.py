@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from bigbird.heads import BigBirdForQuestionAnswering
 from bigbird.tasks.base import Encoded, TaskPipeline, softmax
+from bigbird.tasks.spec import TaskSpec, param
 from bigbird.windows import Window
+
+
+@dataclass
+class QuestionAnsweringParams:
+    top_k: int = param(1, help="Answers per question", ge=1, le=100,
+                       cli="answers per context (default 1; more prints a list)")
+    max_answer_len: int = param(15, help="Most tokens in an answer", ge=1, le=10000,
+                                cli="longest answer in tokens (default 15)")
+    handle_impossible_answer: bool = param(False, help="Allow the empty answer")
 
 
 def best_spans(start: np.ndarray, end: np.ndarray, allowed: np.ndarray, top_k: int,
@@ -35,7 +47,7 @@ class QuestionAnsweringPipeline(TaskPipeline):
 
     task = "question-answering"
     model_class = BigBirdForQuestionAnswering
-    default_params = {"top_k": 1, "max_answer_len": 15, "handle_impossible_answer": False}
+    default_params = asdict(QuestionAnsweringParams())
 
     def records(self, inputs: Any, **params: Any) -> tuple[list[dict[str, Any]], bool]:
         single = isinstance(inputs, dict)
@@ -99,3 +111,21 @@ class QuestionAnsweringPipeline(TaskPipeline):
         if not answers:
             answers = [{"score": 0.0, "start": 0, "end": 0, "answer": ""}]
         return answers[0] if int(params["top_k"]) == 1 else answers
+
+
+def to_row(result: Any, params: Mapping[str, Any], offset: int | None = None) -> dict[str, Any]:
+    """The best answer of a record as batch columns."""
+    best = result[0] if isinstance(result, list) else result
+    return {k: best[k] for k in ("answer", "score", "start", "end")}
+
+
+SPEC = TaskSpec(
+    name="question-answering", summary="extract the answer to a question from a (long) context",
+    model_class=BigBirdForQuestionAnswering, pipeline_class=QuestionAnsweringPipeline,
+    params=QuestionAnsweringParams, aliases=("qa",),
+    columns=(("answer", pa.string()), ("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64())),
+    to_row=to_row, examples="""\
+examples:
+  bigbird question-answering --model ./bigbird-qa --question "Who wrote it?" --context-file book.txt
+  cat book.txt | bigbird question-answering --model ./bigbird-qa --question "Who wrote it?" --top-k 3
+  bigbird question-answering --model ./bigbird-qa --question "When?" --context "It rained on Monday." """)

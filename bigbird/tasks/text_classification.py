@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from bigbird.heads import BigBirdForSequenceClassification
 from bigbird.tasks.base import Encoded, TaskPipeline, sigmoid, softmax
+from bigbird.tasks.spec import TaskSpec, param
 from bigbird.windows import Window
 
 FUNCTIONS = ("softmax", "sigmoid", "none")
+MULTI_LABEL_THRESHOLD = 0.5  # batch job: a label scoring at least this goes into the ``labels`` column
+
+
+@dataclass
+class TextClassificationParams:
+    top_k: int | None = param(1, help="Labels per text; null for all. Leave it out for transformers' legacy "
+                              "output (one dict per text)", ge=1,
+                              cli="labels per input, printed as a list (default: the best label as one object)")
+    function_to_apply: Literal["softmax", "sigmoid", "none"] | None = param(
+        None, help="Score function (default: sigmoid for multi-label and one-label models, else softmax)")
 
 
 class TextClassificationPipeline(TaskPipeline):
@@ -23,7 +36,12 @@ class TextClassificationPipeline(TaskPipeline):
 
     task = "text-classification"
     model_class = BigBirdForSequenceClassification
-    default_params = {"top_k": 1, "function_to_apply": None}
+    default_params = asdict(TextClassificationParams())
+
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        params = super().check_params(params)
+        self.function(params.get("function_to_apply"))
+        return params
 
     def extract(self, windows: Sequence[Window], inputs: dict[str, torch.Tensor], outputs: Any,
                 **params: Any) -> list[dict[str, np.ndarray]]:
@@ -56,3 +74,25 @@ class TextClassificationPipeline(TaskPipeline):
             results = [results] if single else results
             return [r[0] for r in results]
         return results
+
+
+LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
+
+
+def to_row(result: Any, params: Mapping[str, Any], offset: int | None = None) -> dict[str, Any]:
+    """Best label, every label's score, and the labels over the multi-label threshold, as batch columns."""
+    threshold = params.get("multi_label_threshold", MULTI_LABEL_THRESHOLD)
+    return {"label": result[0]["label"], "score": result[0]["score"], "scores": result,
+            "labels": [r["label"] for r in result if r["score"] >= threshold]}
+
+
+SPEC = TaskSpec(
+    name="text-classification", summary="classify whole (long) documents",
+    model_class=BigBirdForSequenceClassification, pipeline_class=TextClassificationPipeline,
+    params=TextClassificationParams, aliases=("sentiment-analysis", "sequence-classification"),
+    columns=(("label", pa.string()), ("score", pa.float64()), ("labels", pa.list_(pa.string())),
+             ("scores", pa.list_(LABEL_SCORE))),
+    to_row=to_row, batch_params={"top_k": None, "multi_label_threshold": MULTI_LABEL_THRESHOLD}, examples="""\
+examples:
+  bigbird text-classification --model ./bigbird-imdb < review.txt
+  bigbird text-classification --model ./bigbird-imdb --lines --file reviews.txt --top-k 2 > labels.jsonl""")

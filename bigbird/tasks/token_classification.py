@@ -6,17 +6,28 @@ bases comes back as one label per token, merged into entity spans with character
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from bigbird.heads import BigBirdForTokenClassification
 from bigbird.tasks.base import Encoded, TaskPipeline
+from bigbird.tasks.spec import TaskSpec, param
 from bigbird.windows import Window
 
 STRATEGIES = ("none", "simple")
+
+
+@dataclass
+class TokenClassificationParams:
+    aggregation_strategy: Literal["simple", "none"] = param(
+        "simple", help="Merge tokens into entity spans (simple) or list every token (none)",
+        cli="merge tokens into entities (simple, default) or list every token (none)")
+    ignore_labels: tuple[str, ...] = param(("O",), help="Labels (entity groups) left out of the result")
 
 
 def split_tag(label: str) -> tuple[str, str]:
@@ -51,7 +62,14 @@ class TokenClassificationPipeline(TaskPipeline):
 
     task = "token-classification"
     model_class = BigBirdForTokenClassification
-    default_params = {"aggregation_strategy": "simple", "ignore_labels": ("O",)}
+    default_params = asdict(TokenClassificationParams())
+
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        params = super().check_params(params)
+        if params.get("aggregation_strategy") not in STRATEGIES:
+            raise ValueError(f"aggregation_strategy must be one of {STRATEGIES}, "
+                             f"got {params.get('aggregation_strategy')!r}")
+        return params
 
     def extract(self, windows: Sequence[Window], inputs: dict[str, torch.Tensor], outputs: Any,
                 **params: Any) -> list[dict[str, np.ndarray]]:
@@ -97,3 +115,25 @@ class TokenClassificationPipeline(TaskPipeline):
             out.append({"entity_group": tag, "score": float(score), "word": text[start:end].strip(),
                         "start": start, "end": end})
         return out
+
+
+ENTITY = pa.struct([("label", pa.string()), ("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()),
+                    ("word", pa.string())])
+
+
+def to_row(result: Any, params: Mapping[str, Any], offset: int | None = None) -> dict[str, Any]:
+    """Entities as batch columns, their offsets shifted by the record's ``offset`` (a genome coordinate)."""
+    shift = offset or 0
+    entities = [{"label": e.get("entity_group", e.get("entity")), "score": e["score"], "start": e["start"] + shift,
+                 "end": e["end"] + shift, "word": e["word"]} for e in result]
+    return {"entities": entities, "offset": offset}
+
+
+SPEC = TaskSpec(
+    name="token-classification", summary="tag the tokens of (long) documents and merge them into entities",
+    model_class=BigBirdForTokenClassification, pipeline_class=TokenClassificationPipeline,
+    params=TokenClassificationParams, aliases=("ner",),
+    columns=(("entities", pa.list_(ENTITY)), ("offset", pa.int64())), to_row=to_row, examples="""\
+examples:
+  bigbird token-classification --model ./bigbird-genes --file chromosome.txt
+  bigbird token-classification --model ./bigbird-ner "Alice flew to Paris." --aggregation-strategy none""")
