@@ -1,11 +1,14 @@
 """``bigbird batch``: score a parquet corpus with Ray Data and write one result row per record.
 
-    read_parquet -> preprocess (tokenize + window each record, CPU tasks) -> Scorer (model actors: the windows
-    of a batch of records scored together, batched by length, merged back per record) -> write_parquet
+    plan blocks (driver: footers, ids, output folder) -> read + tokenize + window each block (CPU tasks)
+    -> Scorer (model actors: a block's windows scored together, merged per record, written as one file)
 
-Run locally (a Ray cluster sized to the machine is started) or on a cluster with ``--address`` /
-``ray job submit --working-dir . -- python -m pipelines.batch ...``. Re-running a stopped job skips the
-records whose results are already in the output folder.
+Any corpus, however few files, is read as blocks of bounded size (--block-records, --block-bytes) and each
+block's results are written as soon as it is scored, so a job stopped at any moment keeps every block written;
+re-running it scores only the rest, each record exactly once. The output folder holds the job's manifest
+(_bigbird_batch.json) and its part-*.parquet files; the job never deletes or resumes from anything else and
+refuses an output folder holding parquet files it did not write. Run locally (a Ray cluster sized to the
+machine is started) or on a cluster with --address / ray job submit --working-dir . -- python -m pipelines.batch.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import sys
 import time
 from dataclasses import dataclass
 
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
-
-from pipelines import stages
+from pipelines import manifest, stages
+from pipelines.inputs import JobPlan, plan_job, scan_input
+from pipelines.progress import Progress, follow
 from pipelines.settings import BATCH_TASKS, BatchSettings
+
+__all__ = ["JobStats", "run", "main", "scan_input", "plan_job", "check_resources"]
+RESOURCE_GRACE_S = 20.0  # how long a cluster may lack the CPUs/GPUs the job needs before it is stopped
 
 
 @dataclass
@@ -43,105 +48,92 @@ class JobStats:
                 f"padding {pad:.1%}")
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), os.path.abspath(uri))
+def check_resources(cluster: dict[str, float], *, actors: int, actor_cpus: float, actor_gpus: float) -> None:
+    """Raise if the cluster cannot run the model actors and one read task at once (the job would wait forever).
 
-
-def scan_input(settings: BatchSettings) -> tuple[list[str], int]:
-    """Check the input exists and has the columns the settings name, from its parquet footers (no data read).
-
-    Returns:
-        The columns to read, and the records the job will see (capped by ``limit``).
+    Raises:
+        ValueError: Naming what the cluster has and what the job needs.
     """
-    fs, path = _filesystem(settings.input)
-    try:
-        dataset = pads.dataset(path, filesystem=fs, format="parquet")
-    except Exception as e:  # missing paths, unreadable files: pyarrow raises its own error types
-        raise ValueError(f"cannot read input {settings.input!r}: {e}") from e
-    names = dataset.schema.names
-    wanted = [settings.id_column, settings.text_column, settings.question_column, settings.offset_column,
-              *(src for src, _ in settings.kept)]
-    wanted = list(dict.fromkeys(c for c in wanted if c is not None))
-    missing = [c for c in wanted if c not in names]
-    if missing:
-        raise ValueError(f"input {settings.input!r} has no column(s) {missing}; it has {names}")
-    rows = dataset.count_rows()
-    return wanted, min(rows, settings.limit) if settings.limit else rows
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    need_cpus, need_gpus = actors * actor_cpus + 1, actors * actor_gpus
+    if cpus >= need_cpus and gpus >= need_gpus:
+        return
+    gpu_part = f" and {need_gpus:g} GPU(s)" if need_gpus else ""
+    raise ValueError(f"the Ray cluster has {cpus:g} CPU(s) and {gpus:g} GPU(s), but the job needs {need_cpus:g} "
+                     f"CPU(s){gpu_part} at once ({actors} model actor(s) with {actor_cpus:g} CPU and {actor_gpus:g} "
+                     f"GPU each, plus 1 CPU to read and tokenize); it would wait forever: use fewer --actors or a "
+                     f"larger cluster")
 
 
-def output_files(output: str) -> list[str]:
-    """The parquet files under the output folder (none if it does not exist)."""
-    fs, path = _filesystem(output)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        return []
-    return [f.path for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-            if f.type == pafs.FileType.File and f.path.endswith(".parquet")]
+def _watchdog(ray, **need):
+    """A check for :func:`follow`: raises once the cluster has lacked the resources for RESOURCE_GRACE_S."""
+    since: list[float] = []
 
-
-def done_ids(output: str) -> tuple[set[str], list[str]]:
-    """Ids already written by an earlier run, and the output files (unreadable partial files are removed)."""
-    fs, _ = _filesystem(output)
-    ids: set[str] = set()
-    good = []
-    for f in output_files(output):
+    def check() -> None:
         try:
-            table = pads.dataset(f, filesystem=fs, format="parquet").to_table(columns=["id"])
-        except Exception:
-            fs.delete_file(f)  # a file cut short by an interrupted run: its records are scored again
-            continue
-        ids.update(table.column("id").to_pylist())
-        good.append(f)
-    return ids, good
+            check_resources(ray.cluster_resources(), **need)
+            since.clear()
+        except ValueError as e:
+            since.append(time.monotonic())
+            if since[-1] - since[0] >= RESOURCE_GRACE_S:
+                raise ValueError(f"stopped: for {RESOURCE_GRACE_S:.0f} s {e}") from None
+
+    return check
 
 
-def run(settings: BatchSettings) -> JobStats:
-    """Run the job on the current Ray cluster (started locally if none) and return its statistics."""
-    import numpy as np
-    import ray
+def run(settings: BatchSettings, report=None) -> JobStats:
+    """Run the job on the current Ray cluster (started locally if none) and return its statistics.
 
-    columns, total = scan_input(settings)
+    Everything that can be checked without Ray (settings against the model's config, input columns and ids,
+    the output folder) is checked first; ``report`` receives the progress lines (default: stderr).
+    """
     start = time.perf_counter()
+    report = report or (lambda line: print(f"bigbird batch: {line}", file=sys.stderr, flush=True))
+    job = plan_job(settings)
+    progress = Progress(total=sum(p.rows for p in job.parts), skipped=job.skipped)
+    if job.parts:
+        _execute(settings, job, progress, report)
+        report(progress.line())
+    return JobStats(records=progress.records, errors=progress.errors, tokens=progress.tokens,
+                    padding_tokens=progress.padding_tokens, skipped=job.skipped,
+                    seconds=time.perf_counter() - start)
+
+
+def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report) -> None:
+    import ray
+    from ray.data import ActorPoolStrategy
+
     if not ray.is_initialized():
-        ray.init(address=settings.address, include_dashboard=False, log_to_driver=True)
+        local = {} if settings.address else {"num_cpus": max(2, os.cpu_count() or 1)}  # 1-core hosts still run
+        ray.init(address=settings.address, include_dashboard=False, log_to_driver=True, **local)
     gpus = ray.cluster_resources().get("GPU", 0)
     num_gpus = settings.num_gpus if settings.num_gpus is not None else (1 if gpus else 0)
     actors = settings.actors or (max(1, int(gpus // num_gpus)) if num_gpus else 1)
-    threads = settings.threads or stages.default_threads(actors)
-    common = {"model": settings.model, "task": settings.task, "max_length": settings.max_length,
-              "stride": settings.stride}
-    params = stages.batch_params(settings.task, settings)
-
-    done, before = done_ids(settings.output)
-    if not settings.resume:
-        done = set()
-    ds = ray.data.read_parquet(settings.input).select_columns(columns)
-    if settings.limit:
-        ds = ds.limit(settings.limit)
-    ds = ds.map_batches(stages.preprocess, batch_format="numpy", batch_size=16, fn_kwargs={
-        **common, "id_column": settings.id_column, "text_column": settings.text_column,
-        "question_column": settings.question_column, "question": settings.question,
-        "offset_column": settings.offset_column, "keep_columns": tuple(settings.kept),
-        "skip_ids": ray.put(np.array(sorted(done))) if done else None})
+    actor_cpus = 0 if num_gpus else 1
+    need = {"actors": actors, "actor_cpus": actor_cpus, "actor_gpus": num_gpus}
+    check_resources(ray.cluster_resources(), **need)
+    common = {"model": settings.model, "task": settings.task, "max_length": job.max_length, "stride": settings.stride}
+    items = [{"file": p.file, "path": p.path, "start": p.start, "stop": p.stop} for p in job.parts]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(stages.prepare_blocks, batch_format="pyarrow", batch_size=1, fn_kwargs={
+        **common, "config": job.config, "input_uri": settings.input, "id_column": settings.id_column,
+        "text_column": settings.text_column, "question_column": settings.question_column,
+        "question": settings.question, "offset_column": settings.offset_column, "keep_columns": tuple(settings.kept)})
     ds = ds.map_batches(
-        stages.Scorer, batch_format="numpy", batch_size=settings.records_per_batch, concurrency=actors,
-        num_gpus=num_gpus, num_cpus=0 if num_gpus else 1,
+        stages.Scorer, batch_format="pyarrow", batch_size=1, compute=ActorPoolStrategy(size=actors),
+        num_gpus=num_gpus, num_cpus=actor_cpus,
         fn_constructor_kwargs={**common, "batch_size": settings.batch_size, "max_tokens": settings.max_tokens,
-                               "threads": threads, "params": params, "keep_columns": tuple(settings.kept)})
-    ds.write_parquet(settings.output)
-    new = sorted(set(output_files(settings.output)) - set(before))
-    fs, _ = _filesystem(settings.output)
-    table = pads.dataset(new, filesystem=fs, format="parquet").to_table(
-        columns=["error", "num_tokens", "padding_tokens"]) if new else None
-    seconds = time.perf_counter() - start
-    if table is None:
-        return JobStats(0, 0, 0, 0, total, seconds)  # nothing new: every input record was already done
-    return JobStats(records=table.num_rows, errors=table.num_rows - table.column("error").null_count,
-                    tokens=int(np.nansum(table.column("num_tokens").to_numpy(zero_copy_only=False))),
-                    padding_tokens=int(np.nansum(table.column("padding_tokens").to_numpy(zero_copy_only=False))),
-                    skipped=total - table.num_rows, seconds=seconds)
+                               "threads": settings.threads or stages.default_threads(actors),
+                               "params": job.params, "schema": job.schema, "output_uri": settings.output})
+    follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=_watchdog(ray, **need))
 
 
-EXAMPLE = """examples:
+EXAMPLE = f"""output folder:
+  The job writes {manifest.MANIFEST} (its settings and input files) and one part-*.parquet per block; re-runs
+  resume from those only. It refuses an --output holding other parquet files (never deleting or skipping
+  them); --no-resume replaces only its own part files.
+
+examples:
   bigbird batch --task text-classification --model models/rrna16s-phylum \\
       --input data/rrna16s --output outputs/rrna16s-phylum
   bigbird batch --task question-answering --model google/bigbird-base-trivia-itc \\
@@ -157,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=BATCH_TASKS)
     p.add_argument("--model", help="model folder or hub id")
     p.add_argument("--input", help="parquet file or folder (local, s3://, gs://, ...)")
-    p.add_argument("--output", help="output folder")
-    p.add_argument("--id-column")
+    p.add_argument("--output", help="output folder: the job's own (refused if it holds other parquet files)")
+    p.add_argument("--id-column", help="unique, non-null id per record, copied to the output as it is")
     p.add_argument("--text-column")
     q = p.add_mutually_exclusive_group()
     q.add_argument("--question-column", help="question per record (question-answering)")
@@ -170,12 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, help="overlap between windows, in tokens (default 128)")
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
     p.add_argument("--max-tokens", type=int, help="cap on tokens per forward pass")
+    p.add_argument("--block-records", type=int, help="records per block, one result file each (default 256)")
+    p.add_argument("--block-bytes", type=int, help="text bytes per block at most (default 8000000)")
     p.add_argument("--actors", type=int, help="model actors (default: one per GPU, else 1)")
     p.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 when the cluster has GPUs)")
     p.add_argument("--threads", type=int, help="torch threads per CPU actor")
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
+    p.add_argument("--progress-seconds", type=float, help="seconds between progress lines (default 5)")
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None,
-                   help="score every record even if the output already has it")
+                   help="score every record again, replacing the job's own earlier results")
     p.add_argument("--limit", type=int, help="only the first N records")
     return p
 

@@ -35,7 +35,10 @@ class BatchSettings(BaseModel):
     stride: int = Field(128, ge=0)
     batch_size: int = Field(8, ge=1, description="windows per forward pass")
     max_tokens: int | None = Field(None, ge=1, description="cap on windows x padded length per forward pass")
-    records_per_batch: int = Field(16, ge=1, description="records per actor call (their windows batch together)")
+    block_records: int = Field(256, ge=1, description="records per block at most (one result file per block)")
+    block_bytes: int = Field(8_000_000, ge=1, description="text bytes per block at most (estimated from the "
+                             "parquet footers): a block's windows are scored together and written as they finish")
+    progress_seconds: float = Field(5.0, gt=0, description="seconds between progress lines")
     actors: int | None = Field(None, ge=1, description="model actors (default: one per GPU, else 1)")
     num_gpus: float | None = Field(None, ge=0, description="GPUs per actor (default: 1 if GPUs exist)")
     threads: int | None = Field(None, ge=1, description="torch threads per CPU actor")

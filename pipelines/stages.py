@@ -1,30 +1,37 @@
-"""The batch job's stages as plain functions over column batches (no Ray imports: testable alone).
+"""The batch job's stages as plain functions over Arrow tables (no Ray imports: testable alone).
 
-preprocess -> one row per record: its windows, or the reason it cannot be scored (CPU tasks);
-Scorer     -> one result row per record, fixed schema per task (the model loads once per actor; the windows
-              of a batch of records are scored together, grouped by padded length).
+prepare_blocks -> reads each planned block of input rows and tokenizes and windows its records: one Arrow row
+                  per block (see :mod:`pipelines.arrow_windows`), a record that cannot be scored carrying its
+                  reason (CPU tasks);
+Scorer         -> scores the windows of a block (the model loads once per actor), merges them per record and
+                  writes the block's result file; returns one line of statistics per block.
+
+Every value is read as Arrow, never through numpy or pandas: ids and kept columns keep their type and value
+exactly, and a bad value (invalid UTF-8, a number where text belongs, null, empty) fails only its record.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
-import pickle
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import torch
 
 from bigbird.config import BigBirdConfig
 from bigbird.tasks import task_class
 from bigbird.tasks.base import Encoded, TaskPipeline
-from bigbird.windows import RecordError, Window, padded_length
+from bigbird.windows import RecordError, padded_length
+from pipelines import arrow_windows, manifest
 
 ENTITY = pa.struct([("label", pa.string()), ("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()),
                     ("word", pa.string())])
 LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
-COMMON = [("id", pa.string()), ("error", pa.string()), ("num_windows", pa.int64()), ("num_tokens", pa.int64()),
+COMMON = [("error", pa.string()), ("num_windows", pa.int64()), ("num_tokens", pa.int64()),
           ("padding_tokens", pa.int64())]
 TASK_FIELDS = {
     "text-classification": [("label", pa.string()), ("score", pa.float64()), ("labels", pa.list_(pa.string())),
@@ -33,11 +40,77 @@ TASK_FIELDS = {
                            ("end", pa.int64())],
     "token-classification": [("entities", pa.list_(ENTITY)), ("offset", pa.int64())],
 }
+STATS = pa.schema([("name", pa.string()), ("records", pa.int64()), ("errors", pa.int64()), ("tokens", pa.int64()),
+                   ("padding_tokens", pa.int64())])
 
 
-def output_schema(task: str, keep_columns: tuple[tuple[str, str], ...] = ()) -> pa.Schema:
-    """The result table's schema: fixed per task, plus the kept input columns (as strings, renamed)."""
-    return pa.schema(COMMON + TASK_FIELDS[task] + [(dst, pa.string()) for _, dst in keep_columns])
+def output_schema(task: str, id_type: pa.DataType | None = None,
+                  kept: tuple[tuple[str, pa.DataType], ...] = ()) -> pa.Schema:
+    """The result table's schema: the input's id type, fixed columns per task, the kept columns as they are."""
+    return pa.schema([("id", id_type or pa.string())] + COMMON + TASK_FIELDS[task] + list(kept))
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of a URI (``s3://``, ``gs://``, ``file://``) or local path, and the path inside it."""
+    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), os.path.abspath(uri))
+
+
+def read_rows(fs: pafs.FileSystem, path: str, start: int, stop: int, columns: list[str]) -> pa.Table:
+    """Rows ``[start, stop)`` of one parquet file, streaming only the row groups that hold them."""
+    pf = pq.ParquetFile(path, filesystem=fs)
+    groups, first, pos = [], None, 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if pos < stop and pos + n > start:
+            groups.append(g)
+            first = pos if first is None else first
+        pos += n
+    batches, pos = [], first or 0
+    for b in pf.iter_batches(batch_size=max(1, min(4096, stop - start)), row_groups=groups, columns=columns):
+        lo, hi = max(0, start - pos), min(len(b), stop - pos)
+        if hi > lo:
+            batches.append(b.slice(lo, hi - lo))
+        pos += len(b)
+        if pos >= stop:
+            break
+    schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def strings(values: pa.ChunkedArray | pa.Array, what: str) -> list[str | RecordError]:
+    """Each value as text, or the reason it is not text (null, invalid UTF-8, another type: its real type)."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    kind = values.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        raw = values.view(pa.large_binary() if pa.types.is_large_string(kind) else pa.binary()).to_pylist()
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        raw = values.to_pylist()
+    else:
+        return [RecordError(f"{what} is null") if v is None else
+                RecordError(f"{what} must be a string, got {type(v).__name__} {_short(v)} (column type {kind})")
+                for v in values.to_pylist()]
+    out: list[str | RecordError] = []
+    for v in raw:
+        if v is None:
+            out.append(RecordError(f"{what} is null"))
+            continue
+        try:
+            out.append(v.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            out.append(RecordError(f"{what} is not valid UTF-8: byte {v[e.start]:#04x} at position {e.start}"))
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def integers(values: pa.ChunkedArray, what: str) -> list[int | None | RecordError]:
+    """Each value as an integer or None (null), or the reason it is not one."""
+    return [v if v is None or (isinstance(v, int) and not isinstance(v, bool)) else
+            RecordError(f"{what} must be an integer, got {type(v).__name__} {_short(v)} (column type {values.type})")
+            for v in values.to_pylist()]
 
 
 @functools.lru_cache(maxsize=4)
@@ -48,137 +121,125 @@ def _tokenizer(model: str):
 
 
 @functools.lru_cache(maxsize=4)
-def preprocessor(model: str, task: str, max_length: int | None, stride: int) -> TaskPipeline:
-    """A model-less task pipeline, cached per worker process: the tokenizer loads once per process."""
-    from bigbird.hub import resolve_file
-
-    config = BigBirdConfig.from_json_file(resolve_file(model, "config.json"))
-    return task_class(task)(None, _tokenizer(model), config=config, max_length=max_length, stride=stride)
+def preprocessor(model: str, task: str, config: str, max_length: int, stride: int) -> TaskPipeline:
+    """A model-less task pipeline, cached per worker process, from the config the driver read (JSON)."""
+    return task_class(task)(None, _tokenizer(model), config=BigBirdConfig.from_dict(json.loads(config)),
+                            max_length=max_length, stride=stride)
 
 
-def preprocess(batch: dict[str, np.ndarray], *, model: str, task: str, max_length: int | None, stride: int,
-               id_column: str, text_column: str, question_column: str | None = None,
-               question: str | None = None, offset_column: str | None = None, skip_ids=None,
-               keep_columns: tuple[tuple[str, str], ...] = ()) -> dict[str, list]:
-    """Tokenize and window a batch of records: one row per record, its windows packed in ``payload``.
+def prepare_blocks(batch: pa.Table, *, model: str, task: str, config: str, max_length: int, stride: int,
+                   input_uri: str, id_column: str, text_column: str, question_column: str | None = None,
+                   question: str | None = None, offset_column: str | None = None,
+                   keep_columns: tuple[tuple[str, str], ...] = ()) -> pa.Table:
+    """Read, tokenize and window each planned block (a row: ``file``, ``path``, ``start``, ``stop``)."""
+    fs, _ = filesystem(input_uri)
+    pipe = preprocessor(model, task, config, max_length, stride)
+    columns = list(dict.fromkeys(c for c in (id_column, text_column, question_column, offset_column,
+                                             *(src for src, _ in keep_columns)) if c is not None))
+    rows = []
+    for part in batch.to_pylist():
+        table = read_rows(fs, part["path"], part["start"], part["stop"], columns)
+        name = manifest.part_name(part["file"], part["start"], part["stop"])
+        rows.append(_prepare(pipe, name, table, id_column, text_column, question_column, question, offset_column,
+                             keep_columns))
+    return pa.concat_tables(rows, promote_options="none")
 
-    Keeping a record's windows in one row means no shuffle is needed to stitch them back. Bad records get
-    ``error`` and no payload. ``skip_ids`` (a sorted array, or a Ray object ref to one) lists records an earlier
-    run already wrote; filtering here keeps every block's schema intact.
-    """
-    pipe = preprocessor(model, task, max_length, stride)
-    if skip_ids is not None:
-        if not isinstance(skip_ids, np.ndarray):
-            import ray
 
-            skip_ids = ray.get(skip_ids)
-        keep = ~np.isin(np.asarray(batch[id_column]).astype(str), skip_ids)
-        batch = {k: np.asarray(v)[keep] for k, v in batch.items()}
-    ids = [str(x) for x in batch[id_column]]
-    texts: list[Any] = list(batch[text_column])
-    questions = None
+def _prepare(pipe: TaskPipeline, name: str, table: pa.Table, id_column: str, text_column: str,
+             question_column: str | None, question: str | None, offset_column: str | None,
+             keep_columns: tuple[tuple[str, str], ...]) -> pa.Table:
+    n = table.num_rows
+    texts: list[Any] = strings(table.column(text_column), "text")
+    questions: list[Any] | None = None
     if question_column is not None:
-        questions = list(batch[question_column])
+        questions = strings(table.column(question_column), "question")
     elif question is not None:
-        questions = [question] * len(ids)
-    offsets = [None] * len(ids)
-    if offset_column:
-        offsets = [_int_or_none(x) for x in batch[offset_column]]
-    validate = getattr(pipe.tokenizer, "validate", None)
-    if validate is not None:  # DNA vocabularies reject characters they cannot encode
-        for i, t in enumerate(texts):
-            if isinstance(t, str) and t.strip():
-                try:
-                    validate(t)
-                except ValueError as e:
-                    texts[i] = RecordError(str(e))
-    encoded = pipe.encode([t if isinstance(t, str) else None for t in texts], questions)
-    encoded = [t if isinstance(t, RecordError) else e for t, e in zip(texts, encoded)]
+        questions = [question] * n
+    offsets: list[Any] = integers(table.column(offset_column), "offset") if offset_column else [None] * n
+    problems: dict[int, RecordError] = {}
+    validate = getattr(pipe.tokenizer, "validate", None)  # DNA vocabularies reject what they cannot encode
+    for i in range(n):
+        for value in (texts[i], None if questions is None else questions[i], offsets[i]):
+            if isinstance(value, RecordError):
+                problems.setdefault(i, value)
+        if i not in problems and validate is not None and texts[i].strip():
+            try:
+                validate(texts[i])
+            except ValueError as e:
+                problems[i] = RecordError(str(e))
+    usable = [None if i in problems else texts[i] for i in range(n)]
+    encoded = pipe.encode(usable, None if questions is None else
+                          [None if i in problems else questions[i] for i in range(n)])
+    encoded = [problems.get(i, e) for i, e in enumerate(encoded)]
     windows, errors = pipe.windows(encoded)
-    per_record: dict[int, list[Window]] = {}
-    for w in windows:
-        per_record.setdefault(w.record, []).append(w)
-    rows: dict[str, list] = {"rid": ids, "text": [], "offset": offsets, "error": [], "payload": []}
-    for src, dst in keep_columns:
-        rows[f"keep:{dst}"] = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                               for v in batch[src]]
-    for i in range(len(ids)):
-        if i in errors:
-            rows["text"].append(None)
-            rows["error"].append(str(errors[i]))
-            rows["payload"].append(None)
-        else:
-            rows["text"].append(texts[i])
-            rows["error"].append(None)
-            rows["payload"].append(pickle.dumps((encoded[i], per_record[i]), protocol=pickle.HIGHEST_PROTOCOL))
-    return rows
-
-
-def _int_or_none(value: Any) -> int | None:
-    """Nullable integers arrive in numpy batches as None or NaN."""
-    if value is None:
-        return None
-    value = float(value)
-    return None if np.isnan(value) else int(value)
+    return arrow_windows.pack(
+        name, table.column(id_column).combine_chunks(),
+        texts=[None if i in errors else texts[i] for i in range(n)],
+        errors=[str(errors[i]) if i in errors else None for i in range(n)],
+        offsets=[None if isinstance(o, RecordError) else o for o in offsets],
+        kept={dst: table.column(src).combine_chunks() for src, dst in keep_columns},
+        encoded=[None if i in errors else encoded[i] for i in range(n)], windows=windows)
 
 
 class Scorer:
-    """Model actor: loads the model once; scores the windows of a batch of records together (grouped by
-    padded length) and merges each record's windows into its result row."""
+    """Model actor: loads the model once; scores each block's windows together (grouped by padded length),
+    merges them per record and writes the block's result file under the output folder."""
 
-    def __init__(self, *, model: str, task: str, max_length: int | None, stride: int, batch_size: int,
-                 max_tokens: int | None, threads: int | None, params: dict[str, Any],
-                 keep_columns: tuple[tuple[str, str], ...] = ()) -> None:
-        self.keep_columns = tuple(keep_columns)
+    def __init__(self, *, model: str, task: str, max_length: int, stride: int, batch_size: int,
+                 max_tokens: int | None, threads: int | None, params: dict[str, Any], schema: pa.Schema,
+                 output_uri: str) -> None:
         if threads:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         cls = task_class(task)
-        loaded = cls.model_class.from_pretrained(model)
-        self.task = task
-        self.pipe = cls(loaded, _tokenizer(model), device=device, batch_size=batch_size, max_length=max_length,
-                        stride=stride, max_tokens=max_tokens)
+        self.task, self.schema = task, schema
+        self.pipe = cls(cls.model_class.from_pretrained(model), _tokenizer(model), device=device,
+                        batch_size=batch_size, max_length=max_length, stride=stride, max_tokens=max_tokens)
         self.params = {**cls.default_params, **params}
-        self.block = self.pipe.config.block_size
+        self.block_size = self.pipe.config.block_size
+        self.fs, self.root = filesystem(output_uri)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        n = len(batch["rid"])
-        unpacked: dict[int, tuple[Encoded, list[Window]]] = {
-            # An all-null error column arrives as NaNs: a record failed only if its error is a string.
-            i: pickle.loads(batch["payload"][i]) for i in range(n) if not isinstance(batch["error"][i], str)}
-        flat: list[Window] = []
-        owner: list[int] = []
-        for i, (_, windows) in unpacked.items():
-            flat.extend(windows)
-            owner.extend([i] * len(windows))
-        outputs = self.pipe.score(flat, **self.params) if flat else []
-        per_record: dict[int, list] = {}
-        for i, out in zip(owner, outputs):
-            per_record.setdefault(i, []).append(out)
-        rows = []
-        for i in range(n):
-            rows.append(self._row(batch, i, unpacked.get(i), per_record.get(i, [])))
-        return pa.Table.from_pylist(rows, schema=output_schema(self.task, self.keep_columns))
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        stats = [self._score(arrow_windows.unpack(batch, row)) for row in range(batch.num_rows)]
+        return pa.Table.from_pylist(stats, schema=STATS)
 
-    def _row(self, batch: dict[str, np.ndarray], i: int, item, outputs: list) -> dict[str, Any]:
+    def _score(self, block: arrow_windows.Block) -> dict[str, Any]:
+        outputs = self.pipe.score(block.windows, **self.params) if block.windows else []
+        groups = arrow_windows.by_record([w.record for w in block.windows], len(block))
+        rows = [self._row(block, i, [block.windows[k] for k in groups[i]], [outputs[k] for k in groups[i]])
+                for i in range(len(block))]
+        fields = self.schema.names[1:len(self.schema.names) - len(block.kept)]
+        table = pa.Table.from_pylist(rows, schema=pa.schema([self.schema.field(f) for f in fields]))
+        table = table.add_column(0, self.schema.field("id"), block.ids)
+        for dst, values in block.kept.items():
+            table = table.append_column(self.schema.field(dst), values)
+        self._write(block.name, table)
+        return {"name": block.name, "records": table.num_rows, "errors": sum(r["error"] is not None for r in rows),
+                "tokens": sum(r["num_tokens"] for r in rows), "padding_tokens": sum(r["padding_tokens"] for r in rows)}
+
+    def _write(self, name: str, table: pa.Table) -> None:
+        """Write under a hidden temporary name, then rename: a result file present is a complete one."""
+        final, temp = f"{self.root}/{name}", f"{self.root}/{manifest.temp_name(name)}"
+        with self.fs.open_output_stream(temp) as f:
+            pq.write_table(table, f)
+        self.fs.move(temp, final)
+
+    def _row(self, block: arrow_windows.Block, i: int, windows: list, outputs: list) -> dict[str, Any]:
         row: dict[str, Any] = {name: None for name, _ in COMMON + TASK_FIELDS[self.task]}
-        row.update(id=str(batch["rid"][i]), num_windows=0, num_tokens=0, padding_tokens=0)
-        for _, dst in self.keep_columns:
-            value = batch[f"keep:{dst}"][i]
-            row[dst] = value if isinstance(value, str) else None
-        if item is None:
-            row["error"] = str(batch["error"][i])
+        row.update(num_windows=0, num_tokens=0, padding_tokens=0)
+        encoded: Encoded | None = block.encoded[i]
+        if encoded is None:
+            row["error"] = block.errors[i]
             return row
-        encoded, windows = item
         try:
-            result = self.pipe.merge({"text": batch["text"][i]}, encoded, windows, outputs, **self.params)
-        except Exception as e:  # one record's failure must not fail the batch
+            result = self.pipe.merge({"text": block.texts[i]}, encoded, windows, outputs, **self.params)
+        except Exception as e:  # one record's failure must not fail the block
             row["error"] = f"internal: {type(e).__name__}: {e}"
             return row
         # Padding actually spent: the model pads each window to whole blocks (its batch shares that length).
-        padding = sum(padded_length(len(w.input_ids), self.block) - len(w.input_ids) for w in windows)
+        padding = sum(padded_length(len(w.input_ids), self.block_size) - len(w.input_ids) for w in windows)
         row.update(num_windows=len(windows), num_tokens=len(encoded.ids), padding_tokens=padding)
-        row.update(_task_columns(self.task, result, _int_or_none(batch["offset"][i]), self.params))
+        row.update(_task_columns(self.task, result, block.offsets[i], self.params))
         return row
 
 

@@ -67,11 +67,13 @@ def test_resume_after_interruption_loses_and_duplicates_nothing(ray_cluster, tas
     out = tmp_path / "out"
     first = batch.run(_settings("text-classification", model, wiki_corpus, out, limit=3))
     assert first.records == 3
-    (out / "partial-cut-short.parquet").write_bytes(b"PAR1 not really parquet")  # a file a crash left behind
+    left_behind = out / ".part-00000-000000000003-000000000008.parquet.tmp-" f"{'0' * 32}"
+    left_behind.write_bytes(b"PAR1 cut short")  # the job's own temporary file, as a killed run leaves it
     second = batch.run(_settings("text-classification", model, wiki_corpus, out))
     assert second.records == 5 and second.skipped == 3
     ids = _read(out).column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 8
+    assert not left_behind.exists()
     third = batch.run(_settings("text-classification", model, wiki_corpus, out))
     assert third.records == 0
 
