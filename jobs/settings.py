@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bigbird import settings_io
 from bigbird.hub import is_local
-
 from bigbird.tasks import SPECS
 
 # Training task names (``masked-lm`` for fill-mask), their aliases and inference pipeline (bigbird.tasks) names:
