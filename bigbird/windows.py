@@ -28,7 +28,9 @@ class Window:
         record: Position of the source record in the caller's list.
         index: Window number within the record.
         input_ids: ``(n,)`` ids with special tokens.
-        token_type_ids: ``(n,)`` 0 for ``[CLS]`` + question + ``[SEP]``, 1 for the context (pairs only).
+        token_type_ids: ``(n,)`` 0 for ``[CLS]`` + question + ``[SEP]``, 1 for the context (pairs only): what
+            transformers' ``BigBirdForQuestionAnswering`` derives itself from the first ``[SEP]`` when, as
+            from transformers' BigBird tokenizer, it gets no token type ids. Single texts: 0 everywhere.
         context_start: Position in ``input_ids`` of the first context token.
         token_start: Index of that token among the record's context tokens.
         own_start, own_end: Record token range ``[own_start, own_end)`` this window is responsible for.

@@ -87,7 +87,7 @@ def test_dna_tokenizer(tmp_path):
                   return_offsets_mapping=True, padding=True)
     starts = [offsets[1][0] for offsets in windows["offset_mapping"]]
     assert starts == [46 * i for i in range(9)]  # 62 bases per window, 16 shared with the previous one
-    pair = dna("ACG", "TT")
+    pair = dna("ACG", "TT", return_token_type_ids=True)
     assert pair["token_type_ids"] == [0, 0, 0, 0, 0, 1, 1, 1]
 
     dna.validate(seq)

@@ -32,7 +32,15 @@ from bigbird.tokenization.specials import (
     bigbird_template,
     special_token,
 )
-from bigbird.tokenization.spm import metaspace, read_spm_model, spm_to_tokenizer, train_unigram_backend
+from bigbird.tokenization.spm import (
+    PIECE_CONTROL,
+    PIECE_UNKNOWN,
+    metaspace,
+    read_spm_model,
+    spm_to_tokenizer,
+    train_unigram_backend,
+)
+from bigbird.tokenization.spmtext import SpmText, shift_offsets
 from bigbird.tokenization.storage import (
     copy_spm_model,
     load_tokenizer,
@@ -74,6 +82,7 @@ class BigBirdTokenizer(VocabularyMixin):
     """
 
     kind = "bigbird"
+    model_input_names: list[str] = ["input_ids", "attention_mask"]  # as transformers' BigBirdTokenizer
 
     def __init__(self, backend: Tokenizer | None = None, *, vocab_file: str | os.PathLike | None = None,
                  add_prefix_space: bool | None = None, model_max_length: int | None = None,
@@ -91,10 +100,11 @@ class BigBirdTokenizer(VocabularyMixin):
             model_max_length, "model_max_length")
         self.vocab_file: Path | None = None
         self.tokenizer_class = "PreTrainedTokenizerFast"  # what transformers should load a saved copy with
+        self._spm_text: SpmText | None = None
         if vocab_file is not None:
             self.vocab_file = Path(vocab_file)
             self.tokenizer_class = "BigBirdTokenizer"
-            backend = self._from_spm(self.vocab_file, tokens, True if add_prefix_space is None else add_prefix_space)
+            backend, strip, add_prefix_space = self._from_spm(self.vocab_file, given, tokens, add_prefix_space)
         elif not isinstance(backend, Tokenizer):
             raise TypeError(f"backend must be a tokenizers.Tokenizer, got {type(backend).__name__}")
         else:
@@ -117,17 +127,65 @@ class BigBirdTokenizer(VocabularyMixin):
         self.add_prefix_space = pre.prepend_scheme != "never" if isinstance(pre, pre_tokenizers.Metaspace) else None
         self._lock = threading.Lock()
         self._templates: dict[bool, list[int | str]] = {}
+        if vocab_file is not None:
+            self.use_sentencepiece_rules(strip=strip, prefix=add_prefix_space)
 
     @staticmethod
-    def _from_spm(path: Path, tokens: dict[str, AddedToken | None], add_prefix_space: bool) -> Tokenizer:
-        backend = spm_to_tokenizer(read_spm_model(path), add_prefix_space=add_prefix_space)
+    def _from_spm(path: Path, given: dict[str, Any], tokens: dict[str, AddedToken | None],
+                  add_prefix_space: bool | None) -> tuple[Tokenizer, bool, bool]:
+        model = read_spm_model(path)
+        backend = spm_to_tokenizer(model, add_prefix_space=add_prefix_space)
         if tokens["cls_token"] is None or tokens["sep_token"] is None:
             raise ValueError("a BigBird tokenizer needs a cls_token and a sep_token")
-        added = {tok.content for tok in backend.get_added_tokens_decoder().values()}
-        backend.add_special_tokens([tok for tok in tokens.values() if tok is not None and tok.content not in added])
+        # SentencePiece reads its control pieces (<s>, </s>, <unk>) in a text as characters: they stay plain
+        # vocabulary entries. The other named tokens are matched like SentencePiece's user-defined pieces: in the
+        # normalized text, the whitespace around them kept; [MASK] stands for a whole piece, its "▁" included
+        # (BigBird was pretrained on pieces masked after SentencePiece), so it takes the space before it, with
+        # transformers' flags. A token passed as an AddedToken keeps its own flags.
+        control = {piece for (piece, _), kind in zip(model.pieces, model.types) if kind in (PIECE_CONTROL, PIECE_UNKNOWN)}
+        added = [tok if isinstance(given[name], AddedToken)
+                 else AddedToken(tok.content, lstrip=name == "mask_token", rstrip=False,
+                                 normalized=name != "mask_token", special=True)
+                 for name, tok in tokens.items() if tok is not None and tok.content not in control]
+        backend.add_special_tokens(added)
         cls, sep = tokens["cls_token"].content, tokens["sep_token"].content
         backend.post_processor = bigbird_template(cls, backend.token_to_id(cls), sep, backend.token_to_id(sep))
-        return backend
+        prefix = model.add_dummy_prefix if add_prefix_space is None else add_prefix_space
+        return backend, model.remove_extra_whitespaces, prefix
+
+    def use_sentencepiece_rules(self, *, strip: bool, prefix: bool) -> None:
+        """Apply SentencePiece's whole-text whitespace rules before the backend (see :mod:`.spmtext`).
+
+        Set for tokenizers built from a ``.model`` file, and by ``from_pretrained`` for a ``tokenizer.json`` we
+        saved from one.
+
+        Args:
+            strip: Strip the ends of each text (the model's ``remove_extra_whitespaces``).
+            prefix: The dummy prefix (``add_prefix_space``).
+        """
+        self._spm_text = SpmText(self._backend.normalizer, strip=strip, prefix=prefix)
+        self.add_prefix_space = prefix
+
+    @property
+    def sentencepiece_rules(self) -> dict[str, bool] | None:
+        """``{"strip": ..., "prefix": ...}`` when SentencePiece's whole-text rules apply, else None."""
+        rules = self._spm_text
+        return None if rules is None else {"strip": rules.strip, "prefix": rules.prefix}
+
+    def _text_starts(self) -> tuple[str, ...]:
+        """Contents of the added tokens the backend matches in a text."""
+        return tuple(tok.content for tok in self._backend.get_added_tokens_decoder().values())
+
+    def _prepare(self, inputs: list[EncodeInput]) -> tuple[list[EncodeInput], list[tuple[list[int], list[int]]]]:
+        """Inputs as the backend gets them, and per input the offset shifts and first kept positions."""
+        if self._spm_text is None:
+            return inputs, []
+        starts, out, shifts = self._text_starts(), [], []
+        for item in inputs:
+            done = [self._spm_text.prepare(text, starts) for text in ((item,) if isinstance(item, str) else item)]
+            out.append(done[0][0] if isinstance(item, str) else (done[0][0], done[1][0]))
+            shifts.append(([shift for _, shift, _ in done], [first for _, _, first in done]))
+        return out, shifts
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
@@ -151,7 +209,7 @@ class BigBirdTokenizer(VocabularyMixin):
                  truncation: bool | str = False, max_length: int | None = None, stride: int = 0,
                  return_overflowing_tokens: bool = False, return_offsets_mapping: bool = False,
                  padding: bool | str = False, pad_to_multiple_of: int | None = None,
-                 return_attention_mask: bool = True, return_token_type_ids: bool = True,
+                 return_attention_mask: bool | None = None, return_token_type_ids: bool | None = None,
                  return_special_tokens_mask: bool = False, return_tensors: str | None = None) -> BatchEncoding:
         """Tokenize one text, one pair, or a batch of texts or pairs.
 
@@ -168,8 +226,10 @@ class BigBirdTokenizer(VocabularyMixin):
             padding: ``False``, ``True``/``'longest'`` (longest in the batch) or ``'max_length'``; on the right.
             pad_to_multiple_of: Round padded lengths up to a multiple of this (e.g. BigBird's ``block_size``);
                 it implies ``padding='longest'`` when ``padding`` is False.
-            return_attention_mask: Return ``attention_mask``.
-            return_token_type_ids: Return ``token_type_ids`` (0 up to the first ``[SEP]``, 1 after).
+            return_attention_mask: Return ``attention_mask`` (None: if it is in ``model_input_names``, as it is).
+            return_token_type_ids: Return ``token_type_ids`` (0 up to the first ``[SEP]``, 1 after). None: if it
+                is in ``model_input_names``, which for BigBird it is not: transformers' BigBird tokenizer returns
+                ``input_ids`` and ``attention_mask`` only, so the model sees segment 0 (its default) everywhere.
             return_special_tokens_mask: Return ``special_tokens_mask`` (1 on special and padding tokens).
             return_tensors: None for Python lists, ``'pt'`` for torch tensors, ``'np'`` for numpy arrays.
 
@@ -182,6 +242,10 @@ class BigBirdTokenizer(VocabularyMixin):
             ValueError: If an option value is unknown or inconsistent (e.g. ``max_length`` without truncation
                 or padding, ``stride`` too large, ragged tensors).
         """
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
         inputs, batched = batch_inputs(text, text_pair)
         plan = plan_call(truncation=truncation, max_length=max_length, stride=stride, padding=padding,
                          pad_to_multiple_of=pad_to_multiple_of, model_max_length=self.model_max_length,
@@ -189,11 +253,16 @@ class BigBirdTokenizer(VocabularyMixin):
                          num_special_tokens=self.num_special_tokens_to_add(isinstance(inputs[0], tuple)))
         if return_tensors not in TENSOR_TYPES:
             raise ValueError(f"return_tensors must be one of {TENSOR_TYPES}, got {return_tensors!r}")
+        inputs, shifts = self._prepare(inputs)
         encodings = self._encode_batch(inputs, plan, add_special_tokens=add_special_tokens,
                                        offsets=return_offsets_mapping)
         columns = collect(encodings, overflowing=return_overflowing_tokens, token_type_ids=return_token_type_ids,
                           attention_mask=return_attention_mask, special_tokens_mask=return_special_tokens_mask,
                           offsets=return_offsets_mapping)
+        if return_offsets_mapping and any(any(shift) for shift, _ in shifts):
+            windows = [(i, w) for i, enc in enumerate(encodings)
+                       for w in ([enc, *enc.overflowing] if return_overflowing_tokens else [enc])]
+            columns["offset_mapping"] = [shift_offsets(w, *shifts[i]) for i, w in windows]
         if return_tensors is not None:
             return BatchEncoding(to_tensors(columns, return_tensors))
         if not batched and not return_overflowing_tokens:
@@ -263,6 +332,8 @@ class BigBirdTokenizer(VocabularyMixin):
         """
         if not isinstance(text, str) or not isinstance(pair, (str, type(None))):
             raise TypeError(f"tokenize takes str inputs, got {type(text).__name__} and {type(pair).__name__}")
+        (item,), _ = self._prepare([text if pair is None else (text, pair)])
+        text, pair = (item, None) if pair is None else item
         with self._lock:
             return self._backend.encode(text, pair, add_special_tokens=add_special_tokens).tokens
 
@@ -281,7 +352,8 @@ class BigBirdTokenizer(VocabularyMixin):
             TypeError: If ``token_ids`` is not a flat sequence of ints.
             ValueError: If an id is outside the vocabulary.
         """
-        return self._backend.decode(self._checked_ids(token_ids, "token_ids"), skip_special_tokens=skip_special_tokens)
+        return self._backend.decode(self._kept_ids(token_ids, "token_ids", skip_special_tokens),
+                                    skip_special_tokens=skip_special_tokens)
 
     def batch_decode(self, sequences: Sequence[Sequence[int]] | Any, skip_special_tokens: bool = False) -> list[str]:
         """:meth:`decode` for a batch.
@@ -301,7 +373,7 @@ class BigBirdTokenizer(VocabularyMixin):
             sequences = sequences.tolist()
         if not isinstance(sequences, (list, tuple)):
             raise TypeError(f"sequences must be a list of id lists or a 2-d tensor, got {type(sequences).__name__}")
-        ids = [self._checked_ids(seq, f"sequences[{i}]") for i, seq in enumerate(sequences)]
+        ids = [self._kept_ids(seq, f"sequences[{i}]", skip_special_tokens) for i, seq in enumerate(sequences)]
         return self._backend.decode_batch(ids, skip_special_tokens=skip_special_tokens)
 
     # ------------------------------------------------------------------ building, loading, saving

@@ -163,6 +163,14 @@ class VocabularyMixin:
                 raise ValueError(f"{name} holds id {low if low < 0 else high}, outside the vocabulary of size {size}")
         return ids
 
+    def _kept_ids(self, ids: Any, name: str, skip_special_tokens: bool) -> list[int]:
+        """Checked ids, without the special ones when skipping (the backend only knows its added tokens)."""
+        ids = self._checked_ids(ids, name)
+        if skip_special_tokens:
+            special = set(self.all_special_ids)
+            ids = [i for i in ids if i not in special]
+        return ids
+
     # ------------------------------------------------------------------ special-token templates
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         """How many special tokens the post-processor adds.

@@ -2,9 +2,8 @@
 
 The ``.model`` file is a serialized ``sentencepiece.ModelProto``. Only a handful of its fields matter
 for encoding, so a ~40-line protobuf wire-format reader replaces the ``sentencepiece``/``protobuf``
-dependency. The conversion mirrors transformers' ``SpmConverter``/``BigBirdConverter``: Unigram with
-the piece scores, the model's precompiled normalization charsmap, right strip, runs of spaces to one
-``▁``, and a Metaspace pre-tokenizer.
+dependency. The conversion follows the SentencePiece library (``SentencePieceProcessor.encode``), not
+transformers' converter, where the two differ (see :mod:`bigbird.tokenization.spmtext`).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ SPIECE_UNDERLINE = "▁"
 _MODEL_PIECES, _MODEL_TRAINER_SPEC, _MODEL_NORMALIZER_SPEC = 1, 2, 3
 _PIECE_PIECE, _PIECE_SCORE, _PIECE_TYPE = 1, 2, 3
 _TRAINER_MODEL_TYPE, _TRAINER_BYTE_FALLBACK, _TRAINER_UNK_ID = 3, 35, 40
-_NORMALIZER_NAME, _NORMALIZER_CHARSMAP = 1, 2
+_NORMALIZER_NAME, _NORMALIZER_CHARSMAP, _NORMALIZER_DUMMY_PREFIX, _NORMALIZER_EXTRA_WHITESPACE = 1, 2, 3, 4
 
 # SentencePiece.Type and TrainerSpec.ModelType enums
 PIECE_NORMAL, PIECE_UNKNOWN, PIECE_CONTROL, PIECE_USER_DEFINED, PIECE_UNUSED, PIECE_BYTE = 1, 2, 3, 4, 5, 6
@@ -42,6 +41,8 @@ class SpmModel:
     byte_fallback: bool
     normalizer_name: str
     precompiled_charsmap: bytes
+    add_dummy_prefix: bool = True  # NormalizerSpec.add_dummy_prefix: "▁" before the text
+    remove_extra_whitespaces: bool = True  # NormalizerSpec: strip the ends, runs of spaces to one
 
 
 def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
@@ -106,6 +107,7 @@ def read_spm_model(path: str | os.PathLike) -> SpmModel:
     pieces: list[tuple[str, float]] = []
     types: list[int] = []
     model_type, unk_id, byte_fallback, name, charsmap = 1, 0, False, "", b""
+    dummy_prefix = extra_whitespace = True  # the proto defaults
     try:
         for number, value in _fields(path.read_bytes()):
             if number == _MODEL_PIECES:
@@ -133,13 +135,17 @@ def read_spm_model(path: str | os.PathLike) -> SpmModel:
                         name = sub_value.decode("utf-8")
                     elif sub == _NORMALIZER_CHARSMAP:
                         charsmap = bytes(sub_value)
+                    elif sub == _NORMALIZER_DUMMY_PREFIX:
+                        dummy_prefix = bool(sub_value)
+                    elif sub == _NORMALIZER_EXTRA_WHITESPACE:
+                        extra_whitespace = bool(sub_value)
     except (ValueError, struct.error, AttributeError, TypeError) as e:  # UnicodeDecodeError is a ValueError
         raise ValueError(f"{str(path)!r} is not a valid SentencePiece model: {e}") from e
     if not pieces:
         raise ValueError(f"{str(path)!r} is not a valid SentencePiece model: it has no pieces")
     if not 0 <= unk_id < len(pieces):
         raise ValueError(f"SentencePiece model {str(path)!r} has unk_id {unk_id} outside its {len(pieces)} pieces")
-    return SpmModel(pieces, types, model_type, unk_id, byte_fallback, name, charsmap)
+    return SpmModel(pieces, types, model_type, unk_id, byte_fallback, name, charsmap, dummy_prefix, extra_whitespace)
 
 
 def metaspace(add_prefix_space: bool) -> tuple[pre_tokenizers.Metaspace, decoders.Metaspace]:
@@ -156,16 +162,47 @@ def metaspace(add_prefix_space: bool) -> tuple[pre_tokenizers.Metaspace, decoder
             decoders.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme=scheme, split=True))
 
 
-def spm_to_tokenizer(model: SpmModel, *, add_prefix_space: bool = True) -> Tokenizer:
+def _onig_escape(text: str) -> str:
+    return "".join("\\" + c if c in "\\^$.|?*+()[]{}" else c for c in text)
+
+
+def control_guard(pieces: Iterable[str]) -> pre_tokenizers.Split | None:
+    """A pre-tokenizer split that keeps control pieces (``<s>``, ``</s>``, ``<unk>``) out of reach of the text.
+
+    SentencePiece never matches its control and unknown pieces in the input: ``"<s>"`` in a text is read as
+    the characters ``<``, ``s``, ``>``. A ``tokenizers`` Unigram model would pick the piece ``<s>``; a split
+    before the piece's last character (only where the rest of the piece precedes it) prevents that.
+
+    Args:
+        pieces: The control/unknown piece strings.
+
+    Returns:
+        The split, or None when no piece is longer than one character.
+    """
+    long = sorted({p for p in pieces if len(p) > 1})
+    if not long:
+        return None
+    pattern = "|".join(f"(?<={_onig_escape(p[:-1])}){_onig_escape(p[-1])}" for p in long)
+    return pre_tokenizers.Split(Regex(pattern), behavior="merged_with_next")
+
+
+def spm_to_tokenizer(model: SpmModel, *, add_prefix_space: bool | None = None) -> Tokenizer:
     """Build the ``tokenizers`` equivalent of a SentencePiece Unigram model (no special-token template).
+
+    The backend reproduces ``SentencePieceProcessor.encode`` except for the two whitespace rules that act on the
+    whole text, which :class:`bigbird.tokenization.spmtext.SpmText` applies before the backend runs: the ends of
+    the text are stripped, and a text that starts with an added token still gets the dummy-prefix ``▁``.
+    Inside the backend: the model's precompiled charsmap, runs of spaces to one, a ``▁`` before the first
+    chunk (Metaspace ``prepend_scheme="first"``), splits at ``▁``, and a guard that keeps control pieces
+    from matching the text (:func:`control_guard`).
 
     Args:
         model: The parsed SentencePiece model.
-        add_prefix_space: Prepend ``▁`` to the text (SentencePiece's dummy prefix), as BigBird does.
+        add_prefix_space: Prepend ``▁`` to the text (SentencePiece's dummy prefix); None: the model's setting.
 
     Returns:
-        A Unigram tokenizer with the model's control pieces (``<s>``, ``</s>``) registered as special
-        added tokens and user-defined pieces as (non-special) added tokens.
+        A Unigram tokenizer with the model's user-defined pieces as (non-special) added tokens matched in the
+        normalized text, as SentencePiece matches them. Control pieces stay ordinary vocabulary entries.
 
     Raises:
         ValueError: If the model is not a Unigram model.
@@ -173,16 +210,21 @@ def spm_to_tokenizer(model: SpmModel, *, add_prefix_space: bool = True) -> Token
     if model.model_type != 1:
         raise ValueError(f"only SentencePiece Unigram models are supported, this one is "
                          f"{MODEL_TYPES.get(model.model_type, model.model_type)!r}")
+    prefix = model.add_dummy_prefix if add_prefix_space is None else add_prefix_space
     # byte_fallback stays off, as in transformers' BigBird conversion
     tokenizer = Tokenizer(Unigram(model.pieces, unk_id=model.unk_id, byte_fallback=False))
     steps = [normalizers.Precompiled(model.precompiled_charsmap)] if model.precompiled_charsmap else []
-    steps += [normalizers.Strip(left=False, right=True), normalizers.Replace(Regex(" {2,}"), SPIECE_UNDERLINE)]
-    tokenizer.normalizer = normalizers.Sequence(steps)
-    tokenizer.pre_tokenizer, tokenizer.decoder = metaspace(add_prefix_space)
-    tokenizer.add_special_tokens([AddedToken(piece, normalized=False, special=True)
-                                  for (piece, _), kind in zip(model.pieces, model.types)
-                                  if kind in (PIECE_UNKNOWN, PIECE_CONTROL)])
-    tokenizer.add_tokens([AddedToken(piece, normalized=False)
+    if model.remove_extra_whitespaces:
+        steps.append(normalizers.Replace(Regex(" {2,}"), " "))
+    if steps:
+        tokenizer.normalizer = normalizers.Sequence(steps)
+    split = pre_tokenizers.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="first" if prefix else "never",
+                                     split=True)
+    guard = control_guard(piece for (piece, _), kind in zip(model.pieces, model.types)
+                          if kind in (PIECE_UNKNOWN, PIECE_CONTROL))
+    tokenizer.pre_tokenizer = split if guard is None else pre_tokenizers.Sequence([split, guard])
+    tokenizer.decoder = metaspace(prefix)[1]
+    tokenizer.add_tokens([AddedToken(piece, normalized=True, special=False)
                           for (piece, _), kind in zip(model.pieces, model.types) if kind == PIECE_USER_DEFINED])
     return tokenizer
 

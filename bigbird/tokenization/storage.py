@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from bigbird.tokenization.core import BigBirdTokenizer
 
 KIND_KEY = "bigbird_tokenizer"  # our marker in tokenizer_config.json: "bigbird" or "dna"
+SPM_RULES_KEY = "bigbird_sentencepiece_rules"  # our marker: SentencePiece's whole-text rules apply (spmtext.py)
 BIGBIRD_CLASSES = ("BigBirdTokenizer", "BigBirdTokenizerFast")
 # spellings recognised when a tokenizer.json comes without a config naming its special tokens
 _KNOWN_SPECIAL = {"bos_token": ("<s>",), "eos_token": ("</s>",), "unk_token": ("<unk>", "[UNK]"),
@@ -76,6 +77,20 @@ def load_tokenizer(files: TokenizerFiles, *, add_prefix_space: bool | None,
     tokenizer.vocab_file = files.spm_model
     if config.get("tokenizer_class") in BIGBIRD_CLASSES:
         tokenizer.tokenizer_class = "BigBirdTokenizer"
+    else:  # another tokenizer.json (BERT WordPiece...): transformers' generic fast tokenizer's inputs
+        tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    names = config.get("model_input_names")
+    if names is not None:
+        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"model_input_names in the tokenizer config of {files.source!r} must be a list of "
+                             f"str, got {names!r}")
+        tokenizer.model_input_names = list(names)
+    rules = config.get(SPM_RULES_KEY)
+    if rules is not None:
+        if not (isinstance(rules, dict) and {type(rules.get(k)) for k in ("strip", "prefix")} == {bool}):
+            raise ValueError(f"{SPM_RULES_KEY} in the tokenizer config of {files.source!r} must be "
+                             f'{{"strip": bool, "prefix": bool}}, got {rules!r}')
+        tokenizer.use_sentencepiece_rules(strip=rules["strip"], prefix=rules["prefix"])
     return tokenizer
 
 
@@ -120,6 +135,8 @@ def save_tokenizer(tokenizer: BigBirdTokenizer, folder: Path) -> list[Path]:
               "model_max_length": tokenizer.model_max_length, **tokens}
     if tokenizer.add_prefix_space is not None:
         config["add_prefix_space"] = tokenizer.add_prefix_space
+    if tokenizer.sentencepiece_rules is not None:
+        config[SPM_RULES_KEY] = tokenizer.sentencepiece_rules
     paths = [save_backend(tokenizer, folder), folder / CONFIG_FILE, folder / SPECIAL_TOKENS_MAP_FILE]
     paths[1].write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths[2].write_text(json.dumps(tokens, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
