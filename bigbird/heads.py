@@ -105,6 +105,8 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
 class BigBirdForPreTraining(BigBirdPreTrainedModel):
     """Masked-LM and next-sentence heads; loss is their sum when both labels are given."""
 
+    _tied_weights_keys = {"lm_head.decoder.weight": "bert.embeddings.word.weight"}
+
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__(config)
         self.bert = BigBirdModel(config, add_pooling_layer=True)
@@ -136,6 +138,8 @@ class BigBirdForPreTraining(BigBirdPreTrainedModel):
 
 class _LanguageModel(BigBirdPreTrainedModel):
     """An encoder with the (tied) LM head: shared by the masked and the causal LM."""
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "bert.embeddings.word.weight"}
 
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__(config)

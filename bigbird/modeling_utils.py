@@ -53,8 +53,11 @@ class BigBirdPreTrainedModel(PretrainedIO, nn.Module):
     _keys_to_ignore_on_load_missing: list[str] | None = None
     _keys_to_ignore_on_load_unexpected: list[str] | None = None
     _keys_to_ignore_on_save: list[str] | None = None
-    _keep_in_fp32_modules: list[str] | None = None
-    _keep_in_fp32_modules_strict: list[str] | None = None
+    _keep_in_fp32_modules: list[str] = []
+    _keep_in_fp32_modules_strict: list[str] = []
+    # Parameter -> the parameter it is tied to (transformers' format); set by the LM heads.
+    _tied_weights_keys: dict[str, str] | None = None
+    tp_plan: dict[str, str] = {}
     # Attention is chosen per call (full or block-sparse); there is no transformers-style dispatch to set.
     _supports_sdpa = False
     _supports_flash_attn = False
@@ -81,6 +84,7 @@ class BigBirdPreTrainedModel(PretrainedIO, nn.Module):
         """A freshly initialised model of ``config`` (transformers' ``_from_config``)."""
         from bigbird.config import _as_dtype
 
+        kwargs.pop("attn_implementation", None)  # attention is chosen per call
         model = cls(config, **kwargs)
         dtype = _as_dtype(dtype if dtype is not None else torch_dtype)
         return model.to(dtype) if isinstance(dtype, torch.dtype) else model
@@ -109,8 +113,13 @@ class BigBirdPreTrainedModel(PretrainedIO, nn.Module):
             nn.init.zeros_(module.bias)
 
     def post_init(self) -> None:
+        """Initialise the weights of modules not initialised yet (a head's encoder was, by its own
+        ``post_init``; resized embeddings keep their values) and tie the output embeddings."""
         if not any(p.is_meta for p in self.parameters()):
-            self.apply(self._init_weights)
+            for module in self.modules():
+                if not getattr(module, "_is_hf_initialized", False):
+                    self._init_weights(module)
+                    module._is_hf_initialized = True
         self.tie_weights()
         if getattr(self.config, "gradient_checkpointing", False) and self.base_model is not self:
             self.activation_checkpointing_enable()  # the legacy config switch
@@ -119,6 +128,10 @@ class BigBirdPreTrainedModel(PretrainedIO, nn.Module):
         """Re-initialise every weight (as at construction) and tie the output embeddings."""
         self.apply(self._init_weights)
         self.tie_weights()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.get_input_embeddings().num_embeddings
 
     def get_input_embeddings(self) -> nn.Embedding:
         base = self.base_model
@@ -159,7 +172,8 @@ class BigBirdPreTrainedModel(PretrainedIO, nn.Module):
         n = old.num_embeddings if new_num_tokens is None else int(new_num_tokens)
         if pad_to_multiple_of is not None:
             if not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0:
-                raise ValueError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+                raise ValueError(f"Asking to pad the embedding matrix to a multiple of `{pad_to_multiple_of}`, which is "
+                                 "not and integer. Please make sure to pass an integer")
             n = -(-n // pad_to_multiple_of) * pad_to_multiple_of
         if n <= 0:
             raise ValueError(f"new_num_tokens must be positive, got {new_num_tokens!r}")
@@ -174,6 +188,7 @@ class BigBirdPreTrainedModel(PretrainedIO, nn.Module):
                 else:
                     self._init_weights(new)
                 new.weight[:keep] = w[:keep]
+            new._is_hf_initialized = True
             self.set_input_embeddings(new)
             out = self.get_output_embeddings()
             if out is not None:
@@ -191,6 +206,7 @@ class BigBirdPreTrainedModel(PretrainedIO, nn.Module):
             if out.bias is not None:
                 new.bias.zero_()
                 new.bias[:keep] = out.bias[:keep]
+        new._is_hf_initialized = True
         self.set_output_embeddings(new)
 
     @property
