@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bigbird.config import BigBirdConfig
+from bigbird.generation import GenerationMixin
 from bigbird.model import BigBirdModel, activation
 from bigbird.modeling_utils import BigBirdPreTrainedModel
 from bigbird.outputs import (
@@ -17,6 +18,7 @@ from bigbird.outputs import (
     CausalLMOutputWithCrossAttentions,
     MaskedLMOutput,
     SequenceClassifierOutput,
+    tuple_on_request,
 )
 
 IGNORE_INDEX = -100
@@ -70,7 +72,8 @@ class QAHead(nn.Module):
 
 
 def _encoder_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    kwargs.pop("return_dict", None)
+    """The keyword arguments a head passes on to its encoder (which always returns an output object)."""
+    kwargs["return_dict"] = True
     return kwargs
 
 
@@ -102,6 +105,8 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
 class BigBirdForPreTraining(BigBirdPreTrainedModel):
     """Masked-LM and next-sentence heads; loss is their sum when both labels are given."""
 
+    _tied_weights_keys = {"lm_head.decoder.weight": "bert.embeddings.word.weight"}
+
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__(config)
         self.bert = BigBirdModel(config, add_pooling_layer=True)
@@ -112,6 +117,10 @@ class BigBirdForPreTraining(BigBirdPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
 
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head.decoder = value
+
+    @tuple_on_request
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: torch.Tensor | None = None,
                 next_sentence_label: torch.Tensor | None = None, **kwargs: Any) -> BigBirdForPreTrainingOutput:
@@ -130,6 +139,8 @@ class BigBirdForPreTraining(BigBirdPreTrainedModel):
 class _LanguageModel(BigBirdPreTrainedModel):
     """An encoder with the (tied) LM head: shared by the masked and the causal LM."""
 
+    _tied_weights_keys = {"lm_head.decoder.weight": "bert.embeddings.word.weight"}
+
     def __init__(self, config: BigBirdConfig) -> None:
         super().__init__(config)
         self.bert = BigBirdModel(config)
@@ -139,10 +150,14 @@ class _LanguageModel(BigBirdPreTrainedModel):
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
 
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head.decoder = value
+
 
 class BigBirdForMaskedLM(_LanguageModel):
     """Masked language modelling."""
 
+    @tuple_on_request
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: torch.Tensor | None = None, **kwargs: Any) -> MaskedLMOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
@@ -152,13 +167,15 @@ class BigBirdForMaskedLM(_LanguageModel):
         return MaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
 
 
-class BigBirdForCausalLM(_LanguageModel):
+class BigBirdForCausalLM(GenerationMixin, _LanguageModel):
     """Left-to-right LM (``config.is_decoder=True``) with a key/value cache and ``logits_to_keep``."""
 
+    @tuple_on_request
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None,
                 past_key_values=None, labels: torch.Tensor | None = None, use_cache: bool | None = None,
-                logits_to_keep: int | torch.Tensor = 0, **kwargs: Any) -> CausalLMOutputWithCrossAttentions:
+                logits_to_keep: int | torch.Tensor = 0, shift_labels: torch.Tensor | None = None,
+                **kwargs: Any) -> CausalLMOutputWithCrossAttentions:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                         encoder_hidden_states=encoder_hidden_states,
                         encoder_attention_mask=encoder_attention_mask, past_key_values=past_key_values,
@@ -170,29 +187,14 @@ class BigBirdForCausalLM(_LanguageModel):
             hidden = hidden[:, logits_to_keep]
         logits = self.lm_head(hidden)
         loss = None
-        if labels is not None:
+        if shift_labels is not None:
+            # Already shifted: position t predicts shift_labels[t] (transformers' convention).
+            loss = lm_loss(logits, shift_labels)
+        elif labels is not None:
             # Predict token t+1 from position t.
             loss = lm_loss(logits[:, :-1], labels[:, 1:])
         return CausalLMOutputWithCrossAttentions(loss, logits, out.past_key_values, out.hidden_states,
                                                  out.attentions, out.cross_attentions)
-
-    @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int = 20,
-                 eos_token_id: int | None = None) -> torch.Tensor:
-        """Greedy decoding with the key/value cache."""
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        out = self(input_ids, use_cache=True, logits_to_keep=1)
-        tokens = input_ids
-        for _ in range(max_new_tokens):
-            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
-            tokens = torch.cat([tokens, nxt], dim=1)
-            if eos_token_id is not None and bool((nxt == eos_token_id).all()):
-                break
-            if tokens.shape[1] >= self.config.max_position_embeddings:
-                break
-            out = self(nxt, past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
-        return tokens
 
 
 class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
@@ -206,6 +208,7 @@ class BigBirdForSequenceClassification(BigBirdPreTrainedModel):
         self.classifier = ClassificationHead(config)
         self.post_init()
 
+    @tuple_on_request
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: torch.Tensor | None = None, **kwargs: Any) -> SequenceClassifierOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
@@ -225,6 +228,7 @@ class BigBirdForMultipleChoice(BigBirdPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, 1)
         self.post_init()
 
+    @tuple_on_request
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: torch.Tensor | None = None, **kwargs: Any) -> SequenceClassifierOutput:
         ref = input_ids if input_ids is not None else inputs_embeds
@@ -254,6 +258,7 @@ class BigBirdForTokenClassification(BigBirdPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
+    @tuple_on_request
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels: torch.Tensor | None = None, **kwargs: Any) -> SequenceClassifierOutput:
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
@@ -272,6 +277,7 @@ class BigBirdForQuestionAnswering(BigBirdPreTrainedModel):
         self.qa_head = QAHead(config)
         self.post_init()
 
+    @tuple_on_request
     def forward(self, input_ids=None, attention_mask=None, question_lengths: torch.Tensor | None = None,
                 token_type_ids=None, position_ids=None, inputs_embeds=None,
                 start_positions: torch.Tensor | None = None, end_positions: torch.Tensor | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -13,7 +14,7 @@ from bigbird.attention import block_sparse_attention, full_attention
 from bigbird.config import BigBirdConfig
 from bigbird.layout import SparseLayout, sparse_layout
 from bigbird.modeling_utils import BigBirdPreTrainedModel
-from bigbird.outputs import BaseModelOutputWithPoolingAndCrossAttentions
+from bigbird.outputs import BaseModelOutputWithPoolingAndCrossAttentions, tuple_on_request
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
@@ -153,7 +154,12 @@ class BigBirdModel(BigBirdPreTrainedModel):
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
         self.gradient_checkpointing = False
+        self.gradient_checkpointing_kwargs: dict = {"use_reentrant": False}
+        self.checkpoint_every_n_layers = 1
+        self.checkpoint_offload = False
         self.post_init()
+        if getattr(config, "gradient_checkpointing", False):
+            self.gradient_checkpointing = True  # the legacy config switch
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.word
@@ -207,6 +213,7 @@ class BigBirdModel(BigBirdPreTrainedModel):
                                  f"{int(token_type_ids.max())}")
         return B, L
 
+    @tuple_on_request
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -218,9 +225,8 @@ class BigBirdModel(BigBirdPreTrainedModel):
         encoder_attention_mask: torch.Tensor | None = None,
         past_key_values: tuple[tuple[KV, ...], ...] | None = None,
         use_cache: bool | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
     ) -> BaseModelOutputWithPoolingAndCrossAttentions:
         """Encode a batch.
 
@@ -232,9 +238,11 @@ class BigBirdModel(BigBirdPreTrainedModel):
             encoder_hidden_states, encoder_attention_mask: Memory for cross-attention (decoders only).
             past_key_values: The cache returned by a previous call (decoders only).
             use_cache: Return ``past_key_values`` (default ``config.use_cache`` for decoders).
-            output_attentions: Return each layer's attention probabilities (dense ``L x L``).
-            output_hidden_states: Return the embeddings and each layer's output.
-            return_dict: Ignored; kept for transformers compatibility.
+            output_attentions: Return each layer's attention probabilities (dense ``L x L``; default
+                ``config.output_attentions``).
+            output_hidden_states: Return the embeddings and each layer's output (default
+                ``config.output_hidden_states``).
+            return_dict: False returns a tuple of the set fields (default ``config.return_dict``).
 
         Returns:
             ``last_hidden_state`` ``(B, L, hidden)``, ``pooler_output`` ``(B, hidden)`` and the optional fields.
@@ -243,6 +251,8 @@ class BigBirdModel(BigBirdPreTrainedModel):
             ValueError: On inputs of the wrong shape, ids outside the vocabulary or too long a sequence.
         """
         c = self.config
+        output_attentions = c.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = c.output_hidden_states if output_hidden_states is None else output_hidden_states
         past_len = past_key_values[0][0][0].shape[2] if past_key_values else 0
         B, L = self._check_inputs(input_ids, inputs_embeds, attention_mask, token_type_ids, past_len)
         device = input_ids.device if input_ids is not None else inputs_embeds.device
@@ -300,9 +310,12 @@ class BigBirdModel(BigBirdPreTrainedModel):
         for i, layer in enumerate(self.layers):
             layout = ctx.layouts[i] if ctx.layouts is not None else None
             past = past_key_values[i] if past_key_values else None
-            if self.gradient_checkpointing and self.training:
-                x, probs, cprobs, present = checkpoint(layer, x, ctx, layout, past, encoder_hidden_states,
-                                                       use_reentrant=False)
+            if self.gradient_checkpointing and self.training and i % self.checkpoint_every_n_layers == 0:
+                offload = torch.autograd.graph.save_on_cpu(pin_memory=x.is_cuda) if self.checkpoint_offload \
+                    else contextlib.nullcontext()
+                with offload:
+                    x, probs, cprobs, present = checkpoint(layer, x, ctx, layout, past, encoder_hidden_states,
+                                                           **self.gradient_checkpointing_kwargs)
             else:
                 x, probs, cprobs, present = layer(x, ctx, layout, past, encoder_hidden_states)
             if all_hidden is not None:

@@ -166,7 +166,7 @@ def test_config_round_trip_and_validation(tmp_path):
     with pytest.raises(ValueError, match="'sparse'"):
         bigbird.BigBirdConfig(attention_type="sparse")
     with pytest.raises(ValueError, match="hidden_size 30"):
-        bigbird.BigBirdConfig(hidden_size=30, num_attention_heads=4)
+        bigbird.BigBirdModel(bigbird.BigBirdConfig(hidden_size=30, num_attention_heads=4))
     with pytest.raises(ValueError, match="block_size"):
         bigbird.BigBirdConfig(block_size=0)
     with pytest.raises(ValueError, match="block_size 1024"):

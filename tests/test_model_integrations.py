@@ -1,0 +1,108 @@
+"""Our models inside the tools transformers users train with: ``transformers.Trainer`` and PEFT LoRA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
+
+import bigbird
+from tests.helpers import tiny
+
+peft = pytest.importorskip("peft")
+
+
+class _Pairs(torch.utils.data.Dataset):
+    """Label 1 when token 7 occurs in the sequence: learnable in a few steps."""
+
+    def __init__(self, n: int = 32, length: int = 16, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(8, 120, (n, length), generator=g)
+        self.labels = torch.arange(n) % 2
+        self.ids[self.labels == 1, 3] = 7
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]), "labels": self.labels[i]}
+
+
+def _classifier(seed: int = 0) -> bigbird.BigBirdForSequenceClassification:
+    torch.manual_seed(seed)
+    config = bigbird.BigBirdConfig(**tiny(attention_type="original_full", hidden_dropout_prob=0.0,
+                                          attention_probs_dropout_prob=0.0, num_labels=2))
+    return bigbird.BigBirdForSequenceClassification(config)
+
+
+def _loss(model, data: _Pairs) -> float:
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=data.ids, labels=data.labels).loss.item()
+
+
+def test_trainer_fine_tunes_and_saves(tmp_path):
+    data = _Pairs()
+    model = _classifier()
+    before = _loss(model, data)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "run"), per_device_train_batch_size=8, num_train_epochs=4, learning_rate=3e-3,
+        logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, seed=0, activation_checkpointing=True,
+        activation_checkpointing_kwargs={"use_reentrant": False})
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
+    result = trainer.train()
+    assert result.global_step == 16
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    after = _loss(model, data)
+    assert after < before
+
+    out = tmp_path / "saved"
+    trainer.save_model(str(out))
+    # Trainer saves a model that is not a transformers PreTrainedModel as its bare state dict (our names, no
+    # config.json); our from_pretrained reads it with the config, and hf_state_dict() renames it for transformers.
+    saved = load_file(str(out / "model.safetensors"))
+    ours = bigbird.BigBirdForSequenceClassification.from_pretrained(out, config=model.config)
+    assert _loss(ours, data) == pytest.approx(after, abs=1e-6)
+    hf_config = transformers.BigBirdConfig(**model.config.to_diff_dict())
+    hf = transformers.BigBirdForSequenceClassification.from_pretrained(
+        None, config=hf_config, state_dict=model.hf_state_dict(saved))
+    hf.eval()
+    with torch.no_grad():
+        assert hf(input_ids=data.ids, labels=data.labels).loss.item() == pytest.approx(after, abs=1e-5)
+    # save_pretrained writes the folder both libraries load by path.
+    model.save_pretrained(out)
+    hf = transformers.BigBirdForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert hf(input_ids=data.ids, labels=data.labels).loss.item() == pytest.approx(after, abs=1e-5)
+
+
+def test_peft_lora_trains_saves_and_reloads(tmp_path):
+    data = _Pairs()
+    model = _classifier()
+    lora = peft.LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"])
+    wrapped = peft.get_peft_model(model, lora)
+    trainable = {n for n, p in wrapped.named_parameters() if p.requires_grad}
+    assert any("attn.query.lora_A" in n for n in trainable) and any("attn.value.lora_B" in n for n in trainable)
+    assert not any("word" in n or "attn.key" in n for n in trainable)
+    frozen_before = wrapped.base_model.model.bert.embeddings.word.weight.clone()
+    opt = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=1e-2)
+    wrapped.train()
+    first = None
+    for step in range(20):
+        batch = data[slice(8 * (step % 4), 8 * (step % 4) + 8)]
+        loss = wrapped(**batch).loss
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tuned = _loss(wrapped, data)
+    assert tuned < first
+    assert torch.equal(wrapped.base_model.model.bert.embeddings.word.weight, frozen_before)
+
+    wrapped.save_pretrained(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    reloaded = peft.PeftModel.from_pretrained(_classifier(), tmp_path / "adapter")
+    assert _loss(reloaded, data) == pytest.approx(tuned, abs=1e-5)
+    assert _loss(_classifier(), data) != pytest.approx(tuned, abs=1e-3)  # the adapter, not the base, did it
