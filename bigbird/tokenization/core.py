@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tokenizers import AddedToken, Tokenizer, pre_tokenizers
 
 from bigbird.tokenization.api import TransformersApiMixin, check_init_keywords
+from bigbird.tokenization.chat import ChatTemplateMixin
 from bigbird.tokenization.encoding import EncodingMixin
 from bigbird.tokenization.files import resolve_tokenizer_files
 from bigbird.tokenization.options import (
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from bigbird.tokenization.dna import DNATokenizer
 
 
-class BigBirdTokenizer(TransformersApiMixin, EncodingMixin, VocabularyMixin):
+class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, VocabularyMixin):
     """BigBird's SentencePiece Unigram tokenizer (or any ``tokenizers`` backend) with a transformers-like API.
 
     Build it from a SentencePiece model (``BigBirdTokenizer(vocab_file="spiece.model")``), around a
@@ -270,12 +271,14 @@ class BigBirdTokenizer(TransformersApiMixin, EncodingMixin, VocabularyMixin):
             raise ValueError(f"{files.source!r} holds a {type(tokenizer).__name__}, not a {cls.__name__}")
         return tokenizer
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
+    def save_pretrained(self, save_directory: str | os.PathLike, save_jinja_files: bool = True) -> tuple[str, ...]:
         """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` (plus
-        ``spiece.model`` when loaded from one), loadable by :meth:`from_pretrained` and by transformers.
+        ``spiece.model`` when loaded from one, and the chat templates), loadable by :meth:`from_pretrained`
+        and by transformers.
 
         Args:
             save_directory: Folder to write into (created if needed).
+            save_jinja_files: Chat templates as ``chat_template.jinja`` files (else in the config).
 
         Returns:
             The paths written.
@@ -284,7 +287,8 @@ class BigBirdTokenizer(TransformersApiMixin, EncodingMixin, VocabularyMixin):
             ValueError: If ``save_directory`` is empty.
             FileExistsError: If ``save_directory`` is an existing file.
         """
-        return tuple(str(p) for p in save_tokenizer(self, output_folder(save_directory)))
+        return tuple(str(p) for p in save_tokenizer(self, output_folder(save_directory),
+                                                    jinja_files=save_jinja_files))
 
     def save_vocabulary(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
         """Write the vocabulary: a copy of ``spiece.model`` if the tokenizer came from one, else ``tokenizer.json``.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer
 
+from bigbird.tokenization.chat import load_templates, save_templates
 from bigbird.tokenization.files import (
     CONFIG_FILE,
     SPECIAL_TOKENS_MAP_FILE,
@@ -79,6 +80,7 @@ def load_tokenizer(files: TokenizerFiles, *, add_prefix_space: bool | None, mode
                                      model_max_length=model_max_length, **extra,
                                      **{n: v if isinstance(v, str) or v is None else tokens[n] for n, v in raw.items()})
         _input_names(tokenizer, config, files)
+        _templates(tokenizer, config, files)
         return tokenizer
     backend = read_backend(files.tokenizer_json)
     backend.add_special_tokens([tok for tok in tokens.values()  # named tokens new to the vocabulary
@@ -95,6 +97,7 @@ def load_tokenizer(files: TokenizerFiles, *, add_prefix_space: bool | None, mode
     else:  # another tokenizer.json (BERT WordPiece...): transformers' generic fast tokenizer's inputs
         tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
     _input_names(tokenizer, config, files)
+    _templates(tokenizer, config, files)
     rules = config.get(SPM_RULES_KEY)
     if rules is not None:
         if not (isinstance(rules, dict) and {type(rules.get(k)) for k in ("strip", "prefix")} == {bool}):
@@ -111,6 +114,13 @@ def _input_names(tokenizer: BigBirdTokenizer, config: dict, files: TokenizerFile
             raise ValueError(f"model_input_names in the tokenizer config of {files.source!r} must be a list of "
                              f"str, got {names!r}")
         tokenizer.model_input_names = list(names)
+
+
+def _templates(tokenizer: BigBirdTokenizer, config: dict, files: TokenizerFiles) -> None:
+    if "chat_template" not in tokenizer.init_kwargs or tokenizer.init_kwargs["chat_template"] == config.get(
+            "chat_template"):  # a template given to from_pretrained wins
+        folder = Path(files.source) if Path(files.source).is_dir() else None
+        tokenizer.chat_template = load_templates(folder, config)
 
 
 def read_backend(path: Path) -> Tokenizer:
@@ -161,18 +171,20 @@ def output_folder(save_directory: str | os.PathLike) -> Path:
     return folder
 
 
-def save_tokenizer(tokenizer: BigBirdTokenizer, folder: Path) -> list[Path]:
+def save_tokenizer(tokenizer: BigBirdTokenizer, folder: Path, *, jinja_files: bool = True) -> list[Path]:
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json (+ spiece.model).
 
     Args:
         tokenizer: The tokenizer to save.
         folder: An existing folder.
+        jinja_files: Chat templates as ``.jinja`` files (else in tokenizer_config.json).
 
     Returns:
         The paths written.
 
     Raises:
         FileNotFoundError: If the tokenizer's spiece.model has disappeared since loading.
+        ValueError: For a chat template name that is not a plain file name.
     """
     tokens = tokenizer.special_tokens_map
     # transformers reads tokenizer_class, the special tokens and model_max_length; we also read KIND_KEY
@@ -182,7 +194,12 @@ def save_tokenizer(tokenizer: BigBirdTokenizer, folder: Path) -> list[Path]:
         config["add_prefix_space"] = tokenizer.add_prefix_space
     if tokenizer.sentencepiece_rules is not None:
         config[SPM_RULES_KEY] = tokenizer.sentencepiece_rules
-    paths = [save_backend(tokenizer, folder), folder / CONFIG_FILE, folder / SPECIAL_TOKENS_MAP_FILE]
+    config.update(model_input_names=tokenizer.model_input_names, padding_side=tokenizer.padding_side,
+                  truncation_side=tokenizer.truncation_side)
+    if tokenizer.extra_special_tokens:
+        config["extra_special_tokens"] = tokenizer.extra_special_tokens
+    templates = save_templates(tokenizer.chat_template, folder, config, jinja_files=jinja_files)
+    paths = [save_backend(tokenizer, folder), folder / CONFIG_FILE, folder / SPECIAL_TOKENS_MAP_FILE, *templates]
     paths[1].write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths[2].write_text(json.dumps(tokens, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if tokenizer.vocab_file is not None:
