@@ -282,13 +282,17 @@ def test_padding_matches_transformers(ours, hf_conv):
                                                                    truncation=True, pad_to_multiple_of=32)):
         mine = ours(batch, return_special_tokens_mask=True, **kwargs)
         assert mine == hf_call(hf_conv, batch, return_special_tokens_mask=True, **kwargs), kwargs
-    padded = ours(batch, pad_to_multiple_of=64, return_tensors="pt")  # pad_to_multiple_of alone pads
+    assert ours(batch, pad_to_multiple_of=64) == ours(batch)  # as in transformers, only together with padding
+    padded = ours(batch, padding=True, pad_to_multiple_of=64, return_tensors="pt")
     lengths = [len(ids) for ids in ours(batch)["input_ids"]]
     assert padded["input_ids"].shape == (16, 64)
     assert padded["attention_mask"].sum(1).tolist() == lengths
     assert (padded["input_ids"][padded["attention_mask"] == 0] == ours.pad_token_id).all()
     assert ours(LINES[0], padding=True) == ours(LINES[0])  # nothing to pad a single text to
-    assert len(ours(LINES[0], pad_to_multiple_of=16)["input_ids"]) % 16 == 0
+    assert len(ours(LINES[0], padding=True, pad_to_multiple_of=16)["input_ids"]) % 16 == 0
+    left = ours(batch[:2], padding=True, padding_side="left")
+    assert left == hf_call(hf_conv, batch[:2], padding=True, padding_side="left")
+    assert any(row[0] == 1001 for row in left["input_ids"])
 
 
 def test_tensors_and_batch_encoding(ours):

@@ -34,7 +34,7 @@ def ours() -> BigBirdTokenizer:
      ValueError, "stride=6 must be smaller than max_length=8"),
     (("a",), {"stride": -1}, ValueError, "stride must be >= 0"),
     (("a",), {"pad_to_multiple_of": 0}, ValueError, "pad_to_multiple_of must be > 0"),
-    (("a",), {"truncation": True, "max_length": 10, "pad_to_multiple_of": 4}, ValueError, "multiple"),
+    (("a",), {"truncation": True, "max_length": 10, "padding": True, "pad_to_multiple_of": 4}, ValueError, "multiple"),
     (("a",), {"padding": "max_length"}, ValueError, "needs max_length"),
     ((["a", "a b c"],), {"return_tensors": "pt"}, ValueError, "padding=True"),
     (("a",), {"no_such_option": True}, TypeError, "no_such_option"),

@@ -23,6 +23,23 @@ class BatchEncoding(dict):
         except KeyError:
             raise AttributeError(f"BatchEncoding has no key {name!r} (keys: {sorted(self)})") from None
 
+    _encodings: list | None = None
+
+    @property
+    def encodings(self) -> list | None:
+        """The backend's ``tokenizers.Encoding`` of each row (None after pickling or tensor conversion)."""
+        return self._encodings
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """Per token of row ``batch_index``: 0 (first text), 1 (second text) or None (special token).
+
+        Raises:
+            ValueError: If the encodings are not available (pickled or rebuilt outputs).
+        """
+        if self._encodings is None:
+            raise ValueError("sequence_ids() needs the output of a tokenizer call (it was pickled or rebuilt)")
+        return self._encodings[batch_index].sequence_ids
+
     def __getstate__(self) -> dict:
         return dict(self)
 

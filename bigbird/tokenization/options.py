@@ -176,7 +176,7 @@ def plan_call(*, truncation: Any, max_length: Any, stride: Any, padding: Any, pa
         num_special_tokens: Special tokens the template adds to each input (or pair).
 
     Returns:
-        The resolved settings. ``pad_to_multiple_of`` alone implies ``padding='longest'``.
+        The resolved settings.
 
     Raises:
         TypeError: If a length is not an int.
@@ -189,9 +189,8 @@ def plan_call(*, truncation: Any, max_length: Any, stride: Any, padding: Any, pa
         if strategy is None and pad != "max_length":
             raise ValueError(f"max_length={max_length} needs truncation=True (or a strategy) or padding='max_length'")
     length = model_max_length if max_length is None else max_length
-    if pad_to_multiple_of is not None:
+    if pad_to_multiple_of is not None:  # as in transformers, it only acts together with padding
         positive_int(pad_to_multiple_of, "pad_to_multiple_of")
-        pad = pad or "longest"
     if pad is not None and not has_pad_token:
         raise ValueError("padding needs a pad_token, and this tokenizer has none")
     if pad == "max_length" and length >= VERY_LARGE_INTEGER:
@@ -201,7 +200,7 @@ def plan_call(*, truncation: Any, max_length: Any, stride: Any, padding: Any, pa
     if strategy is not None and stride >= length - num_special_tokens:
         raise ValueError(f"stride={stride} must be smaller than max_length={length} minus the "
                          f"{num_special_tokens} special tokens")
-    if strategy is not None and pad_to_multiple_of is not None and length % pad_to_multiple_of:
+    if strategy is not None and pad is not None and pad_to_multiple_of is not None and length % pad_to_multiple_of:
         # padding a full window up to the next multiple would exceed the truncation length
         raise ValueError(f"truncation length {length} is not a multiple of pad_to_multiple_of={pad_to_multiple_of}")
     return CallPlan(strategy, pad, length, stride, pad_to_multiple_of)

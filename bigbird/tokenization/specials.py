@@ -85,7 +85,7 @@ class VocabularyMixin:
     @property
     def all_special_tokens(self) -> list[str]:
         """The named special tokens, then any other special added token of the backend (no duplicates)."""
-        named = [tok.content for tok in self._tokens.values() if tok is not None]
+        named = [tok.content for tok in self._tokens.values() if tok is not None] + list(getattr(self, "_extra", []))
         extra = [tok.content for _, tok in sorted(self._backend.get_added_tokens_decoder().items()) if tok.special]
         return list(dict.fromkeys(named + extra))
 
@@ -94,30 +94,51 @@ class VocabularyMixin:
         """Ids of :attr:`all_special_tokens`, in the same order."""
         return [self._backend.token_to_id(tok) for tok in self.all_special_tokens]
 
-    cls_token = property(lambda self: self._content("cls_token"), doc="``[CLS]``, or None.")
-    sep_token = property(lambda self: self._content("sep_token"), doc="``[SEP]``, or None.")
-    mask_token = property(lambda self: self._content("mask_token"), doc="``[MASK]``, or None.")
-    pad_token = property(lambda self: self._content("pad_token"), doc="The padding token, or None.")
-    unk_token = property(lambda self: self._content("unk_token"), doc="The unknown token, or None.")
-    bos_token = property(lambda self: self._content("bos_token"), doc="``<s>``, or None.")
-    eos_token = property(lambda self: self._content("eos_token"), doc="``</s>``, or None.")
-    cls_token_id = property(lambda self: self._ids["cls_token"], doc="Id of ``[CLS]``, or None.")
-    sep_token_id = property(lambda self: self._ids["sep_token"], doc="Id of ``[SEP]``, or None.")
-    mask_token_id = property(lambda self: self._ids["mask_token"], doc="Id of ``[MASK]``, or None.")
-    pad_token_id = property(lambda self: self._ids["pad_token"], doc="Id of the padding token, or None.")
-    unk_token_id = property(lambda self: self._ids["unk_token"], doc="Id of the unknown token, or None.")
-    bos_token_id = property(lambda self: self._ids["bos_token"], doc="Id of ``<s>``, or None.")
-    eos_token_id = property(lambda self: self._ids["eos_token"], doc="Id of ``</s>``, or None.")
+    def _set_token(self, name: str, token: Any) -> None:  # overridden by the transformers API mixin
+        raise AttributeError(f"{name} cannot be changed on this tokenizer")
+
+    def _set_token_id(self, name: str, token_id: int | None) -> None:
+        raise AttributeError(f"{name}_id cannot be changed on this tokenizer")
+
+    cls_token = property(lambda self: self._content("cls_token"), lambda self, v: self._set_token("cls_token", v),
+                        doc="``[CLS]``, or None.")
+    sep_token = property(lambda self: self._content("sep_token"), lambda self, v: self._set_token("sep_token", v),
+                        doc="``[SEP]``, or None.")
+    mask_token = property(lambda self: self._content("mask_token"), lambda self, v: self._set_token("mask_token", v),
+                        doc="``[MASK]``, or None.")
+    pad_token = property(lambda self: self._content("pad_token"), lambda self, v: self._set_token("pad_token", v),
+                        doc="The padding token, or None.")
+    unk_token = property(lambda self: self._content("unk_token"), lambda self, v: self._set_token("unk_token", v),
+                        doc="The unknown token, or None.")
+    bos_token = property(lambda self: self._content("bos_token"), lambda self, v: self._set_token("bos_token", v),
+                        doc="``<s>``, or None.")
+    eos_token = property(lambda self: self._content("eos_token"), lambda self, v: self._set_token("eos_token", v),
+                        doc="``</s>``, or None.")
+    cls_token_id = property(lambda self: self._ids["cls_token"],
+                           lambda self, v: self._set_token_id("cls_token", v), doc="Id of ``[CLS]``, or None.")
+    sep_token_id = property(lambda self: self._ids["sep_token"],
+                           lambda self, v: self._set_token_id("sep_token", v), doc="Id of ``[SEP]``, or None.")
+    mask_token_id = property(lambda self: self._ids["mask_token"],
+                           lambda self, v: self._set_token_id("mask_token", v), doc="Id of ``[MASK]``, or None.")
+    pad_token_id = property(lambda self: self._ids["pad_token"],
+                           lambda self, v: self._set_token_id("pad_token", v), doc="Id of the padding token, or None.")
+    unk_token_id = property(lambda self: self._ids["unk_token"],
+                           lambda self, v: self._set_token_id("unk_token", v), doc="Id of the unknown token, or None.")
+    bos_token_id = property(lambda self: self._ids["bos_token"],
+                           lambda self, v: self._set_token_id("bos_token", v), doc="Id of ``<s>``, or None.")
+    eos_token_id = property(lambda self: self._ids["eos_token"],
+                           lambda self, v: self._set_token_id("eos_token", v), doc="Id of ``</s>``, or None.")
 
     def _content(self, name: str) -> str | None:
         tok = self._tokens[name]
         return None if tok is None else tok.content
 
-    def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
+    def convert_ids_to_tokens(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> str | list[str]:
         """Token strings of ids.
 
         Args:
             ids: One id, or a sequence (or 1-d tensor) of ids.
+            skip_special_tokens: Leave out special tokens.
 
         Returns:
             One token string for an int, else a list.
@@ -127,7 +148,7 @@ class VocabularyMixin:
             TypeError: If ``ids`` is not an int or a sequence of ints.
         """
         single = isinstance(ids, int) and not isinstance(ids, bool)
-        ids = self._checked_ids(ids)
+        ids = self._kept_ids(ids, "ids", skip_special_tokens and not single)
         tokens = [self._backend.id_to_token(i) for i in ids]
         return tokens[0] if single else tokens
 
