@@ -186,6 +186,14 @@ class BigBirdConfig:
         out["dtype"] = None if self.dtype is None else str(self.dtype).removeprefix("torch.")
         return out
 
+    def to_file_dict(self) -> dict[str, Any]:
+        """What ``config.json`` holds: ``to_dict()`` without the default two-label maps, which transformers
+        leaves out too (so that ``from_pretrained(..., num_labels=n)`` in either library sets the labels)."""
+        out = self.to_dict()
+        if self.id2label == {0: "LABEL_0", 1: "LABEL_1"} and self.label2id == {"LABEL_0": 0, "LABEL_1": 1}:
+            del out["id2label"], out["label2id"]
+        return out
+
     def to_diff_dict(self) -> dict[str, Any]:
         """The fields that differ from a default ``BigBirdConfig()`` (and ``model_type``)."""
         default = BigBirdConfig().to_dict()
@@ -215,7 +223,8 @@ class BigBirdConfig:
         if path.is_file():
             raise FileExistsError(f"save_directory {str(path)!r} is a file, not a folder")
         path.mkdir(parents=True, exist_ok=True)
-        self.to_json_file(path / "config.json")
+        (path / "config.json").write_text(json.dumps(self.to_file_dict(), indent=2, sort_keys=True) + "\n",
+                                          encoding="utf-8")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> BigBirdConfig:

@@ -62,8 +62,6 @@ class BigBirdPreTrainedModel(PretrainedIO, nn.Module):
     _supports_sdpa = False
     _supports_flash_attn = False
     _supports_flex_attn = False
-    _can_set_attn_implementation = False
-    _can_set_experts_implementation = False
     _no_split_modules = ["Layer"]
     # Parameters a checkpoint may lack: the task heads (and the pooler) are new when fine-tuning.
     _optional_prefixes: tuple[str, ...] = ("bert.pooler.",)
@@ -90,6 +88,15 @@ class BigBirdPreTrainedModel(PretrainedIO, nn.Module):
         return model.to(dtype) if isinstance(dtype, torch.dtype) else model
 
     from_config = _from_config
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        """transformers' attention switch: ours is chosen per call, there is nothing to set."""
+        return False
+
+    @classmethod
+    def _can_set_experts_implementation(cls) -> bool:
+        return False
 
     @classmethod
     def can_generate(cls) -> bool:

@@ -85,7 +85,7 @@ class PretrainedIO:
         if path.is_file():
             raise FileExistsError(f"save_directory {str(path)!r} is a file, not a folder")
         path.mkdir(parents=True, exist_ok=True)
-        config = self.config.to_dict()
+        config = self.config.to_file_dict()
         config["architectures"] = [type(self).__name__]
         config["dtype"] = str(self.dtype).removeprefix("torch.")
         (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
