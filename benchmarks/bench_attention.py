@@ -72,7 +72,7 @@ def _setup(spec: dict, impl: str, length: int, grad: bool):
     C = H * D
     key_mask = torch.ones(1, length)
     layout = sparse_layout(seed=0, seq_len=length, block_size=bs, num_random_blocks=r, num_heads=H,
-                           max_seq_len=max_len)
+                           max_seq_len=max_len, plan="transformers")  # the blocks transformers draws
     level = IMPLS[impl][0]
     if level == "kernel":
         q, k, v = (torch.randn(1, H, length, D, requires_grad=grad) for _ in range(3))

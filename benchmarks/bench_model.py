@@ -55,7 +55,9 @@ def _load(spec: dict, impl: str) -> torch.nn.Module:
     if library == "ours":
         import bigbird
 
-        model = bigbird.BigBirdModel.from_pretrained(spec["folder"], attention_type=attention_type)
+        # transformers' training-mode random blocks (they differ from the original's at some lengths)
+        model = bigbird.BigBirdModel.from_pretrained(spec["folder"], attention_type=attention_type,
+                                                     random_attention_eval="transformers")
     else:
         import transformers
 

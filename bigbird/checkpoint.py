@@ -8,8 +8,10 @@ prefix in head models and none in ``BigBirdModel``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -109,7 +111,11 @@ def ours_to_hf(name: str) -> str:
 
 
 def read_state_dict(files: Iterable[Path]) -> dict[str, torch.Tensor]:
-    """Read safetensors files (memory-mapped) or ``.bin`` files with ``weights_only=True``."""
+    """Read safetensors files (memory-mapped) or ``.bin`` files with ``weights_only=True``.
+
+    A ``.bin`` in torch's zip format is memory-mapped; a legacy (pre-1.6, non-zip) one cannot be and is read
+    into memory, still with ``weights_only=True``.
+    """
     from safetensors.torch import load_file
 
     state: dict[str, torch.Tensor] = {}
@@ -118,7 +124,73 @@ def read_state_dict(files: Iterable[Path]) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             state.update(load_file(str(path)))
         elif path.suffix == ".bin":
-            state.update(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+            mmap = zipfile.is_zipfile(path)
+            state.update(torch.load(path, map_location="cpu", weights_only=True, mmap=mmap))
         else:
             raise ValueError(f"unsupported weight file {str(path)!r}: expected .safetensors or .bin")
     return state
+
+
+def weight_shapes(files: Iterable[Path]) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of weight files without reading the tensors of a safetensors file (its header only).
+
+    ``.bin`` files have no header: they are read (with ``weights_only=True``).
+    """
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in files:
+        path = Path(path)
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    shapes[key] = tuple(f.get_slice(key).get_shape())
+        else:
+            shapes.update({k: tuple(v.shape) for k, v in read_state_dict([path]).items()})
+    return shapes
+
+
+_LAYER = re.compile(r"^(?:bert\.)?encoder\.layer\.(\d+)\.")
+# config field -> (HF key without "bert.", dimension) that holds it.
+_SIZE_FIELDS = {
+    "vocab_size": ("embeddings.word_embeddings.weight", 0),
+    "hidden_size": ("embeddings.word_embeddings.weight", 1),
+    "max_position_embeddings": ("embeddings.position_embeddings.weight", 0),
+    "type_vocab_size": ("embeddings.token_type_embeddings.weight", 0),
+    "intermediate_size": ("encoder.layer.0.intermediate.dense.weight", 0),
+}
+
+
+def check_config_fits_weights(config: Any, shapes: Mapping[str, Sequence[int] | torch.Tensor],
+                              source: str = "the checkpoint", *, check_sizes: bool = True) -> None:
+    """Fail fast, before a model is built, when the config's sizes cannot fit the weights.
+
+    ``num_hidden_layers`` may not exceed the encoder layers the weights hold (fewer is allowed: the
+    extra layers are reported unused at load time); the embedding and feed-forward sizes must equal the
+    weights' dimensions. Keys that are absent (a partial checkpoint) are not checked here.
+
+    Args:
+        config: The :class:`~bigbird.config.BigBirdConfig` about to be built.
+        shapes: HF key -> shape (or tensor), from :func:`weight_shapes` or :func:`read_state_dict`.
+        source: Where the weights come from, for the message.
+        check_sizes: Also check the embedding and feed-forward sizes (pass False with
+            ``ignore_mismatched_sizes``, where such weights are re-initialised instead).
+
+    Raises:
+        ValueError: Naming the config field, its value and what the weights hold.
+    """
+    dims = {}
+    for key, shape in shapes.items():
+        dims[key.removeprefix(BASE_PREFIX)] = tuple(shape.shape if isinstance(shape, torch.Tensor) else shape)
+    layers = {int(m.group(1)) for m in map(_LAYER.match, shapes) if m}
+    if layers and config.num_hidden_layers > max(layers) + 1:
+        raise ValueError(f"config field num_hidden_layers={config.num_hidden_layers!r} does not fit {source}: "
+                         f"its weights hold {max(layers) + 1} encoder layers")
+    for field, (key, axis) in _SIZE_FIELDS.items() if check_sizes else ():
+        shape = dims.get(key)
+        if shape is None or len(shape) <= axis:
+            continue
+        value = getattr(config, field)
+        if value != shape[axis]:
+            raise ValueError(f"config field {field}={value!r} does not fit {source}: {key} has shape "
+                             f"{shape} (dimension {axis} is {shape[axis]})")

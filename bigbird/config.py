@@ -236,8 +236,25 @@ class BigBirdConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> BigBirdConfig:
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f), **overrides)
+        """Read a ``config.json``.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            ValueError: Naming the file (and the field): on a file that is not UTF-8 JSON holding an
+                object, a field of the wrong type, or a value the config rejects.
+        """
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{os.fspath(path)!r} is not a valid JSON config: {e}") from e
+        from bigbird.config_json import check_json_fields
+
+        check_json_fields(data, os.fspath(path))
+        try:
+            return cls.from_dict(data, **overrides)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f"{os.fspath(path)!r}: {e}") from e
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -43,7 +43,10 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, revision: st
     Raises:
         FileNotFoundError: If the folder or hub repository (or revision) does not exist, or the file does not
             exist (or is not cached when offline) and ``required``.
+        ValueError: If ``filename`` is absolute or leaves the folder (``..``).
     """
+    if not is_inside(filename):
+        raise ValueError(f"file name {filename!r} is outside the model folder")
     if is_local(name_or_path):
         folder = Path(name_or_path).expanduser()
         if not folder.is_dir():
@@ -81,7 +84,45 @@ def resolve_weights(name_or_path: str | os.PathLike, **kwargs) -> list[Path]:
         if path is None:
             continue
         if filename.endswith(".index.json"):
-            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+            shards = shard_names(path, suffix=filename.removesuffix(".index.json").rpartition(".")[2])
             return [resolve_file(name_or_path, shard, **kwargs) for shard in shards]
         return [path]
     raise FileNotFoundError(f"no weights ({', '.join(WEIGHT_FILES)}) found for {str(name_or_path)!r}")
+
+
+def is_inside(filename: str) -> bool:
+    """Whether ``filename`` is a relative path that stays in its folder (no ``..``, no root or drive)."""
+    parts = PurePosixPath(filename.replace("\\", "/")).parts
+    return bool(parts) and ".." not in parts and not (PurePosixPath(filename).is_absolute()
+                                                      or PureWindowsPath(filename).anchor)
+
+
+def shard_names(index_path: Path, suffix: str) -> list[str]:
+    """The shard files an index names, each confined to the model folder.
+
+    Args:
+        index_path: A ``*.index.json`` with a ``weight_map`` of tensor name -> shard file.
+        suffix: The shards' file type (``safetensors`` or ``bin``), the same as the index's.
+
+    Raises:
+        ValueError: Naming the index and the entry, on an index that is not a JSON object with a
+            ``weight_map`` of strings, or a shard that is absolute, leaves the folder (``..``) or has
+            another type.
+    """
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"weight index {str(index_path)!r} is not valid JSON: {e}") from e
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"weight index {str(index_path)!r} has no 'weight_map' object of tensor -> shard file")
+    for key, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise ValueError(f"weight index {str(index_path)!r}: entry {key!r} names {shard!r}, not a file name")
+        if not is_inside(shard):
+            raise ValueError(f"weight index {str(index_path)!r}: entry {key!r} names {shard!r}, which is "
+                             f"outside the model folder")
+        if not shard.endswith("." + suffix):
+            raise ValueError(f"weight index {str(index_path)!r}: entry {key!r} names {shard!r}, not a .{suffix} "
+                             f"file")
+    return sorted(set(weight_map.values()))

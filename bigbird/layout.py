@@ -1,15 +1,26 @@
 """Block-sparse attention layout: which key blocks each query block attends to.
 
 The layout is data, built once per (layer, sequence length) and cached, never drawn inside ``forward``.
-It reproduces the ITC pattern of the reference (Google's BigBird, as ported by transformers):
+It is the ITC pattern of the original BigBird (google-research/bigbird, ``bigbird/core/attention.py``):
 
 * query blocks 0 and ``n-1`` are global: they attend to every key;
 * every other query block ``i`` attends to the global key blocks 0 and ``n-1``, the sliding window
   ``i-1, i, i+1`` and ``num_random_blocks`` random blocks.
 
-Random blocks are drawn with a private ``numpy.random.RandomState(seed)`` (seed = layer index) using the
-reference's exact algorithm, so the indices equal transformers' training-mode draw without touching
-numpy's or torch's global random state.
+Random blocks are drawn once per layer with a private ``numpy.random.RandomState(layer index)``; numpy's
+and torch's global random state are never touched. Two draws (``plan``):
+
+* ``"original"`` (the default, what the released checkpoints were trained with): at the paper's lengths
+  1024, 2048, 3072 and 4096 the original draws its "paper plan" over 4,096 positions with random blocks
+  among the first 1,024 tokens and keeps the first ``n-2`` rows, whatever ``max_position_embeddings`` is;
+  at every other length it draws the per-head plan. Checked against the original's own draws
+  (``shared/reference/original_random_blocks.json``) in ``tests/test_layout.py``.
+* ``"transformers"``: transformers' training-mode draw. transformers' port lists only 1024, 3072 and 4096 as
+  paper lengths and draws over ``max_position_embeddings`` positions, so it deviates from the original at
+  2,048 tokens (it draws the per-head plan there) and, at the paper lengths, whenever
+  ``max_position_embeddings`` is not 4096. Everywhere else both draws are identical. The model always uses
+  the original draw; ``random_attention_eval="transformers"`` only reproduces transformers' eval mode, which
+  points every random slot at block 0 (``zero_random``).
 """
 
 from __future__ import annotations
@@ -60,7 +71,7 @@ class SparseLayout:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The reference's random-block algorithms, with the global RNG replaced by a private RandomState.
+# The original's random-block algorithms (as ported by transformers), drawing from a private RandomState.
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -75,8 +86,8 @@ def _rand_attn_plan(seq_len: int, block_size: int, num_rand: int) -> tuple[list[
 
 def _block_rand_mask(rng: np.random.RandomState, seq_len: int, block_size: int, num_rand: int,
                      last_idx: int) -> np.ndarray:
-    """Random blocks for the paper's fixed lengths (1024, 3072, 4096); the reference's
-    ``_bigbird_block_rand_mask``, including its off-by-one quirks."""
+    """Random blocks of the paper plan (the original's ``bigbird_block_rand_mask``), including its
+    off-by-one quirks: rows ``n-3`` and ``n-2`` draw from every middle block up to ``last``."""
     num_blocks = seq_len // block_size
     rand_attn = np.zeros((num_blocks - 2, num_rand), dtype=np.int64)
     middle_seq = np.arange(1, num_blocks - 1, dtype=np.int32)
@@ -117,7 +128,8 @@ def _single_block_row(rng: np.random.RandomState, block_id: int, to_start: int, 
 
 def _block_rand_mask_with_head(rng: np.random.RandomState, seq_len: int, block_size: int, num_heads: int,
                                plan_from_length: list[int], plan_num_rand: list[int]) -> np.ndarray:
-    """The reference's ``_bigbird_block_rand_mask_with_head`` (global blocks 1 top/bottom/left/right)."""
+    """The per-head plan (the original's ``bigbird_block_rand_mask_with_head``, one global block on each
+    side)."""
     num_blocks = seq_len // block_size
     plan_block_length = [p // block_size for p in plan_from_length]
     max_plan_idx = plan_from_length.index(seq_len)
@@ -161,18 +173,45 @@ def _block_rand_mask_with_head(rng: np.random.RandomState, seq_len: int, block_s
     return rand_attn[:, 1 : num_blocks - 1, :]
 
 
+PLANS = ("original", "transformers")
+# The original draws its paper plans over this many positions (its MAX_SEQ_LEN), at these lengths.
+ORIGINAL_PLAN_POSITIONS = 4096
+PAPER_LENGTHS = {"original": (1024, 2048, 3072, 4096), "transformers": (1024, 3072, 4096)}
+
+
 @functools.lru_cache(maxsize=256)
 def random_blocks(*, seed: int, seq_len: int, block_size: int, num_random_blocks: int, num_heads: int,
-                  max_seq_len: int) -> np.ndarray:
-    """Random key blocks, ``(num_heads, n-2, num_random_blocks)``, identical to transformers'
-    training-mode draw for layer ``seed``. Cached: the result is read-only."""
+                  max_seq_len: int | None = None, plan: str = "original") -> np.ndarray:
+    """Random key blocks of one layer, ``(num_heads, n-2, num_random_blocks)``. Cached: read-only.
+
+    Args:
+        seed: The layer index.
+        seq_len: Padded sequence length, a multiple of ``block_size``.
+        block_size: Tokens per block.
+        num_random_blocks: Random blocks per middle query block.
+        num_heads: Attention heads (each has its own draw).
+        max_seq_len: ``max_position_embeddings``; only the ``"transformers"`` plan reads it (the original
+            always draws its paper plans over 4,096 positions).
+        plan: ``"original"`` (google-research/bigbird) or ``"transformers"`` (its training-mode draw); see the
+            module docstring for where they differ.
+
+    Raises:
+        ValueError: On an unknown ``plan``, a length that is not a multiple of ``block_size``, or a
+            ``"transformers"`` paper-plan length without a ``max_seq_len`` that covers it.
+    """
+    if plan not in PLANS:
+        raise ValueError(f"plan must be one of {PLANS}, got {plan!r}")
     if seq_len % block_size:
         raise ValueError(f"sequence length {seq_len} is not a multiple of block_size {block_size}")
     rng = np.random.RandomState(seed)
     num_blocks = seq_len // block_size
-    if seq_len in (1024, 3072, 4096):  # the paper's fixed plans
+    if seq_len in PAPER_LENGTHS[plan]:
+        positions = ORIGINAL_PLAN_POSITIONS if plan == "original" else max_seq_len
+        if positions is None or positions < seq_len:
+            raise ValueError(f"the transformers plan at length {seq_len} needs max_seq_len >= {seq_len}, "
+                             f"got {max_seq_len!r}")
         out = np.stack([
-            _block_rand_mask(rng, max_seq_len, block_size, num_random_blocks, last_idx=1024)[: num_blocks - 2]
+            _block_rand_mask(rng, positions, block_size, num_random_blocks, last_idx=1024)[: num_blocks - 2]
             for _ in range(num_heads)
         ])
     else:
@@ -185,14 +224,15 @@ def random_blocks(*, seed: int, seq_len: int, block_size: int, num_random_blocks
 
 @functools.lru_cache(maxsize=512)
 def _layout_cpu(seed: int, seq_len: int, block_size: int, num_random_blocks: int, num_heads: int,
-                max_seq_len: int, zero_random: bool) -> SparseLayout:
+                max_seq_len: int | None, zero_random: bool, plan: str) -> SparseLayout:
     n = seq_len // block_size
     if zero_random:
         # transformers in eval mode points every random slot at block 0.
         rand = np.zeros((num_heads, n - 2, num_random_blocks), dtype=np.int64)
     else:
         rand = random_blocks(seed=seed, seq_len=seq_len, block_size=block_size,
-                             num_random_blocks=num_random_blocks, num_heads=num_heads, max_seq_len=max_seq_len)
+                             num_random_blocks=num_random_blocks, num_heads=num_heads, max_seq_len=max_seq_len,
+                             plan=plan)
     i = np.arange(1, n - 1)
     fixed = np.stack([np.zeros_like(i), i - 1, i, i + 1, np.full_like(i, n - 1)], axis=-1)  # (n-2, 5)
     blocks = np.concatenate([np.broadcast_to(fixed, (num_heads, n - 2, NUM_FIXED_SLOTS)), rand], axis=-1)
@@ -215,7 +255,7 @@ def _layout_constant(device: torch.device, key: tuple) -> SparseLayout:
 
 
 def sparse_layout(*, seed: int, seq_len: int, block_size: int, num_random_blocks: int, num_heads: int,
-                  max_seq_len: int, zero_random: bool = False,
+                  max_seq_len: int | None = None, zero_random: bool = False, plan: str = "original",
                   device: torch.device | str = "cpu") -> SparseLayout:
     """The layout of one layer for one (padded) sequence length, cached per device.
 
@@ -225,19 +265,28 @@ def sparse_layout(*, seed: int, seq_len: int, block_size: int, num_random_blocks
         block_size: Tokens per block.
         num_random_blocks: Random key blocks per middle query block (0 allowed).
         num_heads: Attention heads; each head has its own random blocks.
-        max_seq_len: ``max_position_embeddings`` (the paper plans draw over it).
+        max_seq_len: ``max_position_embeddings``; read only by ``plan="transformers"``.
         zero_random: Point random slots at block 0, as transformers does in eval mode.
+        plan: Whose random draw: ``"original"`` (google-research/bigbird, the default) or ``"transformers"``
+            (its training-mode draw); see :func:`random_blocks`.
         device: Where the index tensors live.
 
     Returns:
         The cached :class:`SparseLayout`.
 
     Raises:
-        ValueError: If ``seq_len`` is not a multiple of ``block_size`` or has fewer than 5 blocks.
+        ValueError: If ``seq_len`` is not a multiple of ``block_size`` or has fewer than 5 blocks, or on an
+            unknown ``plan``.
     """
+    if plan not in PLANS:
+        raise ValueError(f"plan must be one of {PLANS}, got {plan!r}")
     if seq_len % block_size:
         raise ValueError(f"sequence length {seq_len} is not a multiple of block_size {block_size}")
     if seq_len // block_size < 5:
         raise ValueError(f"block-sparse attention needs at least 5 blocks, got {seq_len // block_size}")
-    key = (seed, seq_len, block_size, num_random_blocks, num_heads, max_seq_len, zero_random)
+    if zero_random:
+        plan = "original"  # no draw: one cache entry
+    if zero_random or plan == "original":
+        max_seq_len = None  # not read: one cache entry whatever the model's max_position_embeddings
+    key = (seed, seq_len, block_size, num_random_blocks, num_heads, max_seq_len, zero_random, plan)
     return _layout_constant(torch.device(device), key)

@@ -282,11 +282,13 @@ class BigBirdModel(BigBirdPreTrainedModel):
         ctx = _Context(need_weights=output_attentions)
         if kind == "block_sparse":
             ctx.key_mask = attention_mask
-            zero_random = c.random_attention_eval == "transformers" and not self.training
+            # "seeded": the original's draw, training and eval; "transformers": its training draw / zeros.
+            compat = c.random_attention_eval == "transformers"
             ctx.layouts = [
                 sparse_layout(seed=i, seq_len=L + pad, block_size=c.block_size,
                               num_random_blocks=c.num_random_blocks, num_heads=c.num_attention_heads,
-                              max_seq_len=c.max_position_embeddings, zero_random=zero_random, device=device)
+                              max_seq_len=c.max_position_embeddings, zero_random=compat and not self.training,
+                              plan="transformers" if compat else "original", device=device)
                 for i in range(c.num_hidden_layers)
             ]
         else:

@@ -99,7 +99,7 @@ def test_kernels_count_repeated_blocks_like_transformers_eval_mode(kernel):
 def test_kernels_match_transformers_block_sparse_attention(kernel, bs, r, L):
     seed, max_len = 3, 1024
     layout = sparse_layout(seed=seed, seq_len=L, block_size=bs, num_random_blocks=r, num_heads=2,
-                           max_seq_len=max_len)
+                           max_seq_len=max_len, plan="transformers")
     q, k, v, key_mask = _inputs(2, 2, L, 16, pad=L // 4)
     ref = _transformers(q, k, v, key_mask, bs, r, seed=seed, max_len=max_len, train=True)
     out = KERNELS[kernel](q, k, v, layout=layout, key_mask=key_mask)

@@ -53,8 +53,9 @@ def test_heads_match_transformers(tmp_path, cls_name, attention_type, length):
 
 @pytest.mark.parametrize("block_size,num_random_blocks,length", [(4, 1, 100), (8, 3, 200), (16, 2, 330), (16, 3, 1024)])
 def test_block_settings_match_transformers(tmp_path, block_size, num_random_blocks, length):
+    # 4096 positions: transformers' paper plan then draws over the original's 4,096 (bigbird.layout)
     ref, ours = _pair(tmp_path, "BigBirdModel", block_size=block_size, num_random_blocks=num_random_blocks,
-                      max_position_embeddings=1024)
+                      max_position_embeddings=4096)
     assert ours.attention_kind(length) == "block_sparse"
     ids, mask = random_batch(2, length, pad_from=length // 2)
     ref.train()
