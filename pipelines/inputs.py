@@ -121,7 +121,7 @@ def plan_job(settings: BatchSettings) -> JobPlan:
 
     config = BigBirdConfig.from_json_file(resolve_file(settings.model, "config.json"))
     # The workers' pipeline, built once here: it checks max_length and stride against the model's limits.
-    pipe = task_class(settings.task)(None, stages._tokenizer(settings.model), config=config,
+    pipe = task_class(settings.task)(None, stages.tokenizer(settings.model), config=config,
                                      max_length=settings.max_length, stride=settings.stride)
     scan = scan_input(settings)
     check_ids(settings, scan.rows)
