@@ -85,7 +85,11 @@ def check_ids(settings: BatchSettings, rows: int) -> None:
     dataset = pads.dataset(path, filesystem=fs, format="parquet")
     ids = dataset.head(rows, columns=[settings.id_column]).column(0) if rows else pa.chunked_array([], pa.null())
     nulls = ids.null_count
-    counts = pc.value_counts(ids.drop_null())
+    try:
+        counts = pc.value_counts(ids.drop_null())
+    except pa.ArrowNotImplementedError as e:
+        raise ValueError(f"input {settings.input!r}: id column {settings.id_column!r} has type {ids.type}, which "
+                         f"cannot serve as an id; use strings or integers") from e
     repeated = counts.filter(pc.greater(counts.field("counts"), 1))
     if nulls or len(repeated):
         examples = ", ".join(repr(v) for v in repeated.field("values")[:3].to_pylist())
