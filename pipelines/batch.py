@@ -17,7 +17,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pipelines import manifest, stages
 from pipelines.inputs import JobPlan, plan_job, scan_input
@@ -65,7 +67,7 @@ def check_resources(cluster: dict[str, float], *, actors: int, actor_cpus: float
                      f"larger cluster")
 
 
-def _watchdog(ray, **need):
+def _watchdog(ray: Any, **need: float) -> Callable[[], None]:
     """A check for :func:`follow`: raises once the cluster has lacked the resources for RESOURCE_GRACE_S."""
     since: list[float] = []
 
@@ -81,7 +83,7 @@ def _watchdog(ray, **need):
     return check
 
 
-def run(settings: BatchSettings, report=None) -> JobStats:
+def run(settings: BatchSettings, report: Callable[[str], None] | None = None) -> JobStats:
     """Run the job on the current Ray cluster (started locally if none) and return its statistics.
 
     Everything that can be checked without Ray (settings against the model's config, input columns and ids,
@@ -99,7 +101,7 @@ def run(settings: BatchSettings, report=None) -> JobStats:
                     seconds=time.perf_counter() - start)
 
 
-def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report) -> None:
+def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: Callable[[str], None]) -> None:
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -163,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
     p.add_argument("--max-tokens", type=int, help="cap on tokens per forward pass")
     p.add_argument("--block-records", type=int, help="records per block, one result file each (default 256)")
-    p.add_argument("--block-bytes", type=int, help="text bytes per block at most (default 8000000)")
+    p.add_argument("--block-bytes", type=int, help="text bytes per block at most (default 2000000)")
     p.add_argument("--actors", type=int, help="model actors (default: one per GPU, else 1)")
     p.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 when the cluster has GPUs)")
     p.add_argument("--threads", type=int, help="torch threads per CPU actor")

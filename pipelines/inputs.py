@@ -85,7 +85,11 @@ def check_ids(settings: BatchSettings, rows: int) -> None:
     dataset = pads.dataset(path, filesystem=fs, format="parquet")
     ids = dataset.head(rows, columns=[settings.id_column]).column(0) if rows else pa.chunked_array([], pa.null())
     nulls = ids.null_count
-    counts = pc.value_counts(ids.drop_null())
+    try:
+        counts = pc.value_counts(ids.drop_null())
+    except pa.ArrowNotImplementedError as e:
+        raise ValueError(f"input {settings.input!r}: id column {settings.id_column!r} has type {ids.type}, which "
+                         f"cannot serve as an id; use strings or integers") from e
     repeated = counts.filter(pc.greater(counts.field("counts"), 1))
     if nulls or len(repeated):
         examples = ", ".join(repr(v) for v in repeated.field("values")[:3].to_pylist())
@@ -121,7 +125,7 @@ def plan_job(settings: BatchSettings) -> JobPlan:
 
     config = BigBirdConfig.from_json_file(resolve_file(settings.model, "config.json"))
     # The workers' pipeline, built once here: it checks max_length and stride against the model's limits.
-    pipe = task_class(settings.task)(None, stages._tokenizer(settings.model), config=config,
+    pipe = task_class(settings.task)(None, stages.tokenizer(settings.model), config=config,
                                      max_length=settings.max_length, stride=settings.stride)
     scan = scan_input(settings)
     check_ids(settings, scan.rows)

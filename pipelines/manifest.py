@@ -56,8 +56,11 @@ def _join(root: str, name: str) -> str:
 def inspect(fs: pafs.FileSystem, root: str) -> OutputFolder:
     """Classify the files under ``root`` (none if it does not exist)."""
     out = OutputFolder()
-    if fs.get_file_info(root).type == pafs.FileType.NotFound:
+    kind = fs.get_file_info(root).type
+    if kind == pafs.FileType.NotFound:
         return out
+    if kind != pafs.FileType.Directory:
+        raise ValueError(f"output {root!r} is a file, not a folder: pass the folder the job may write into")
     candidates: dict[str, tuple[int, int, int]] = {}
     for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
         if info.type != pafs.FileType.File:

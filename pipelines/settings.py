@@ -36,7 +36,7 @@ class BatchSettings(BaseModel):
     batch_size: int = Field(8, ge=1, description="windows per forward pass")
     max_tokens: int | None = Field(None, ge=1, description="cap on windows x padded length per forward pass")
     block_records: int = Field(256, ge=1, description="records per block at most (one result file per block)")
-    block_bytes: int = Field(8_000_000, ge=1, description="text bytes per block at most (estimated from the "
+    block_bytes: int = Field(2_000_000, ge=1, description="text bytes per block at most (estimated from the "
                              "parquet footers): a block's windows are scored together and written as they finish")
     progress_seconds: float = Field(5.0, gt=0, description="seconds between progress lines")
     actors: int | None = Field(None, ge=1, description="model actors (default: one per GPU, else 1)")

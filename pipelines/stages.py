@@ -114,16 +114,17 @@ def integers(values: pa.ChunkedArray, what: str) -> list[int | None | RecordErro
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer(model: str):
-    from bigbird.tokenizer import BigBirdTokenizer
+def tokenizer(model: str):
+    """The tokenizer of a model, cached per process."""
+    import bigbird
 
-    return BigBirdTokenizer.from_pretrained(model)
+    return bigbird.BigBirdTokenizer.from_pretrained(model)
 
 
 @functools.lru_cache(maxsize=4)
 def preprocessor(model: str, task: str, config: str, max_length: int, stride: int) -> TaskPipeline:
     """A model-less task pipeline, cached per worker process, from the config the driver read (JSON)."""
-    return task_class(task)(None, _tokenizer(model), config=BigBirdConfig.from_dict(json.loads(config)),
+    return task_class(task)(None, tokenizer(model), config=BigBirdConfig.from_dict(json.loads(config)),
                             max_length=max_length, stride=stride)
 
 
@@ -193,7 +194,7 @@ class Scorer:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         cls = task_class(task)
         self.task, self.schema = task, schema
-        self.pipe = cls(cls.model_class.from_pretrained(model), _tokenizer(model), device=device,
+        self.pipe = cls(cls.model_class.from_pretrained(model), tokenizer(model), device=device,
                         batch_size=batch_size, max_length=max_length, stride=stride, max_tokens=max_tokens)
         self.params = {**cls.default_params, **params}
         self.block_size = self.pipe.config.block_size

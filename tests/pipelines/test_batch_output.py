@@ -96,6 +96,18 @@ def test_null_and_repeated_ids_are_refused_up_front_with_counts(task_models, tmp
         batch.run(_settings(model, tmp_path / "in.parquet", tmp_path / "out"))
 
 
+def test_ids_that_cannot_be_ids_and_a_file_as_output_are_refused(task_models, corpus, tmp_path, monkeypatch):
+    _no_ray(monkeypatch)
+    model = task_models["text-classification"]
+    pq.write_table(pa.table({"id": [["a"], ["b"]], "text": SPM_LINES[:2]}), tmp_path / "lists.parquet")
+    with pytest.raises(ValueError, match=r"id column 'id' has type list<element: string>, which cannot serve"):
+        batch.run(_settings(model, tmp_path / "lists.parquet", tmp_path / "out"))
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        batch.run(_settings(model, corpus, tmp_path / "file"))
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
 def test_no_resume_replaces_only_the_jobs_own_results(ray_cluster, task_models, corpus, tmp_path):
     model = task_models["text-classification"]
     out = tmp_path / "out"
