@@ -2,7 +2,7 @@
 
 Five applications run side by side, one per task (text-classification at ``/``, the others under a route
 prefix named after the task) plus ``faulty``: text-classification with :class:`FaultyModel`, whose
-``run_records`` seam raises on ``BOOM`` (its ``predict`` on ``CRASH``), sleeps on ``SLOW`` (0.5 s) / ``STALL`` (4 s, past the 3 s request
+``score_group`` seam raises on ``BOOM`` (its ``predict`` on ``CRASH``), sleeps on ``SLOW`` (0.5 s) / ``STALL`` (4 s, past the 3 s request
 timeout) and which records batch sizes. Its max_queued_requests is small, so 32 requests at once overload it.
 """
 
@@ -62,7 +62,7 @@ CASES: dict[str, list[tuple[Any, dict[str, Any]]]] = {
 
 
 class FaultyModel(TaskModel):
-    """The real model deployment with failures injected at the ``run_records`` seam."""
+    """The real model deployment with failures injected at the ``score_group`` seam."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
@@ -80,15 +80,15 @@ class FaultyModel(TaskModel):
             raise RuntimeError("injected crash outside the batch")
         return await super().predict(request)
 
-    def run_records(self, records: list[dict[str, Any]], params: dict[str, Any]) -> list[Any]:
-        texts = " ".join(str(r.get("text")) for r in records)
+    def score_group(self, prepared: list[Any], params: dict[str, Any]) -> list[list[Any]]:
+        texts = " ".join(str(r.get("text")) for p in prepared for r in p.records)
         if "STALL" in texts:
             time.sleep(4.0)
         elif "SLOW" in texts:
             time.sleep(0.5)
         if "BOOM" in texts:
             raise RuntimeError("injected failure")
-        return super().run_records(records, params)
+        return super().score_group(prepared, params)
 
 
 def free_port() -> int:
