@@ -157,7 +157,8 @@ class Guard:
         route = route if route in self.routes else "other"
         try:
             if self.reading >= self.max_body_reads:
-                await error_response(503, f"{self.reading} request bodies are being received; retry later",
+                await error_response(503, f"server overloaded: {self.reading} request bodies are being received; "
+                                     "retry later",
                                      request_id, retry_after=self.retry_after_s)(scope, receive, send_tracked)
                 return
             self.reading += 1
