@@ -10,6 +10,7 @@ endpoint; other task paths answer 404.
 # No ``from __future__ import annotations`` here: FastAPI reads the request model of each route from
 # its annotation, which is chosen per task at run time.
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -36,9 +37,22 @@ UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailable
                TaskCancelledError)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in (
-        (404, "Task not served by this application"), (413, "Body or token count over the limit"),
-        (422, "Malformed body, bad parameter or unusable input"), (500, "Internal error (see request_id)"),
+        (404, "Task not served by this application"), (408, "Body not received within the body deadline"),
+        (413, "Body or token count over the limit"),
+        (422, "Malformed body (not JSON, not UTF-8, nested too deeply, unknown field), bad parameter or "
+              "unusable input"), (500, "Internal error (see request_id)"),
         (503, "Overloaded or restarting; retry after Retry-After seconds"))}
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that always encodes: text holding a lone surrogate (echoed from a bad request, e.g. a field
+    name) is written with ASCII escapes instead of failing the response."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
 def error_response(status: int, message: str, request_id: str, *, retry_after: int | None = None,
@@ -48,7 +62,18 @@ def error_response(status: int, message: str, request_id: str, *, retry_after: i
     if detail is not None:
         body["detail"] = detail
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    return SafeJSONResponse(body, status_code=status, headers=headers)
+
+
+def unparsable_body(error: BaseException | None) -> str | None:
+    """Why a body FastAPI could not parse is malformed (it answers a bare 400), or None if it is not that."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"body: not valid UTF-8 (byte 0x{error.object[error.start]:02x} at offset {error.start})"
+    if isinstance(error, RecursionError):
+        return "body: JSON nested too deeply to parse"
+    if isinstance(error, ValueError):
+        return f"body: not valid JSON ({error})"
+    return None
 
 
 def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
@@ -87,16 +112,27 @@ class IngressMetrics:
         self.latency.observe(seconds, tags={"route": route})
 
 
+class BodyTimeout(Exception):
+    """The client did not send its whole body within the body deadline."""
+
+
 class Guard:
-    """ASGI middleware: request id, body size limit (Content-Length and bytes read), metrics, and a JSON
-    500 with the request id for anything the routes did not handle.
+    """ASGI middleware: request id, body limits, metrics, and a JSON 500 with the request id for anything the
+    routes did not handle.
+
+    Body limits: its size (Content-Length and bytes read; 413), a deadline for receiving it (408), and a bound
+    on bodies read at once (503 with Retry-After), so slow or stalled uploads cannot hold every slot of the
+    ingress while good requests wait.
 
     The Serve proxy sets ``x-request-id`` on the request and echoes it as ``X-Request-ID``; without a
     proxy (another ASGI server) this middleware makes one and sets the header itself.
     """
 
-    def __init__(self, app: Any, *, max_body_bytes: int, routes: set[str], metrics: IngressMetrics) -> None:
+    def __init__(self, app: Any, *, max_body_bytes: int, routes: set[str], metrics: IngressMetrics,
+                 body_timeout_s: float = 10.0, max_body_reads: int = 256, retry_after_s: int = 1) -> None:
         self.app, self.max_body_bytes, self.routes, self.metrics = app, max_body_bytes, routes, metrics
+        self.body_timeout_s, self.retry_after_s = body_timeout_s, retry_after_s
+        self.max_body_reads, self.reading = max_body_reads, 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -120,7 +156,20 @@ class Guard:
         route = scope.get("path", "")[len(scope.get("root_path", "")):] or "/"
         route = route if route in self.routes else "other"
         try:
-            body = await self.read_body(headers, receive)
+            if self.reading >= self.max_body_reads:
+                await error_response(503, f"server overloaded: {self.reading} request bodies are being received; "
+                                     "retry later",
+                                     request_id, retry_after=self.retry_after_s)(scope, receive, send_tracked)
+                return
+            self.reading += 1
+            try:
+                body = await asyncio.wait_for(self.read_body(headers, receive), self.body_timeout_s)
+            except asyncio.TimeoutError:
+                await error_response(408, f"request body not received within {self.body_timeout_s:g} s",
+                                     request_id)(scope, receive, send_tracked)
+                return
+            finally:
+                self.reading -= 1
             if body is None:
                 await error_response(413, f"request body exceeds the limit of {self.max_body_bytes} bytes",
                                      request_id)(scope, receive, send_tracked)
@@ -209,7 +258,7 @@ class Ingress:
             logger.warning("request %s: model unavailable: %s", request_id, e)
             return self.unavailable("model replica unavailable (restarting?); retry later", request_id)
         if outcome.status == 200:
-            return JSONResponse(outcome.result)
+            return SafeJSONResponse(outcome.result)
         return error_response(outcome.status, outcome.error or "error", request_id)
 
     async def health(self, request_id: str) -> JSONResponse:
@@ -217,10 +266,10 @@ class Ingress:
             await asyncio.wait_for(self.ping(), min(5.0, self.limits.request_timeout_s))
         except (asyncio.TimeoutError, *UNAVAILABLE) as e:
             return self.unavailable(f"model not ready: {type(e).__name__}", request_id)
-        return JSONResponse(Health(status="ok", task=self.card.task).model_dump())
+        return SafeJSONResponse(Health(status="ok", task=self.card.task).model_dump())
 
     async def ping(self) -> None:
-        await self.model.info.remote()
+        await self.model.ready.remote()
 
 
 def create_api(ingress: Ingress) -> FastAPI:
@@ -242,6 +291,9 @@ def create_api(ingress: Ingress) -> FastAPI:
 
     @api.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        malformed = unparsable_body(exc.__cause__) if exc.status_code == 400 else None
+        if malformed is not None:  # one status for every malformed body: 422, like invalid JSON
+            return error_response(422, malformed, rid(request))
         return error_response(exc.status_code, str(exc.detail), rid(request))
 
     Body = spec.request  # noqa: N806 - a class chosen per task
@@ -270,8 +322,11 @@ def create_api(ingress: Ingress) -> FastAPI:
     async def models() -> ModelList:
         return ModelList(data=[card])
 
-    api.add_middleware(Guard, max_body_bytes=ingress.limits.max_body_bytes, metrics=ingress.metrics,
-                       routes={path, "/healthz", "/v1/models", "/docs", "/openapi.json"})
+    limits = ingress.limits
+    api.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, metrics=ingress.metrics,
+                       routes={path, "/healthz", "/v1/models", "/docs", "/openapi.json"},
+                       body_timeout_s=limits.body_timeout_s, max_body_reads=limits.max_body_reads,
+                       retry_after_s=limits.retry_after_s)
     return api
 
 
@@ -282,7 +337,7 @@ def resolve_model(settings: ServeSettings) -> tuple[ServeSettings, dict[str, Any
         ValueError: If the model cannot be found, its task is ambiguous, or max_length does not fit it.
     """
     from bigbird.config import BigBirdConfig
-    from bigbird.tasks import TASKS
+    from bigbird.tasks import SPECS
 
     try:
         config = BigBirdConfig.from_pretrained(settings.model, revision=settings.revision)
@@ -291,10 +346,10 @@ def resolve_model(settings: ServeSettings) -> tuple[ServeSettings, dict[str, Any
     task = settings.task
     if task is None:
         archs = list(getattr(config, "architectures", None) or [])
-        found = sorted({t for t, cls in TASKS.items() if cls.model_class.__name__ in archs})
+        found = sorted({t for t, spec in SPECS.items() if spec.model_class.__name__ in archs})
         if len(found) != 1:
             raise ValueError(f"cannot tell the task of {settings.model!r} from its architectures {archs}; "
-                             f"set task to one of {sorted(TASKS)}")
+                             f"set task to one of {sorted(SPECS)}")
         task = found[0]
     limit = config.max_position_embeddings
     max_length = settings.max_length or limit

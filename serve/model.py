@@ -1,9 +1,10 @@
 """The model deployment: a task pipeline loaded once per replica, fed by ``@serve.batch``.
 
-``@serve.batch`` gathers concurrent requests; a single model loop runs what is waiting whenever the model
-is free. A batch of requests becomes one list of records and one call of the pipeline's ``run`` (per
-distinct parameter set), whose scorer groups the windows of all requests by padded length. Each request
-gets back an :class:`Outcome`: its own result, or its own error; a bad input never fails its neighbours.
+``@serve.batch`` gathers concurrent requests into one call of :meth:`TaskModel.batch`. Each request is
+prepared on its own (the pipeline's :meth:`~bigbird.tasks.base.TaskPipeline.prepare`: parameters checked,
+inputs tokenized once and validated, windows cut), so a bad request is its own 422 and never touches its
+batch-mates. The windows of requests sharing parameters are then scored together (grouped by padded length)
+and finished per request. Each request gets back an :class:`Outcome`: its own result, or its own error.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,13 +35,15 @@ class Outcome:
 
 @dataclass
 class Job:
-    """One request inside a batch, after normalisation."""
+    """One request inside a batch, prepared (tokenized, validated and windowed) by the pipeline."""
 
     request_id: str
-    records: list[dict[str, Any]]
-    single: bool
-    params: dict[str, Any]
-    tokens: int = 0
+    prepared: Any  # bigbird.tasks.Prepared
+    params: dict[str, Any]  # as the request gave them (the pipeline's shaping reads which were set)
+
+    @property
+    def tokens(self) -> int:
+        return self.prepared.num_tokens
 
 
 class TaskModel:
@@ -54,78 +56,47 @@ class TaskModel:
     def __init__(self, settings: dict[str, Any]) -> None:
         import torch
 
-        from bigbird.tasks import task_class
+        from bigbird.tasks import get_spec
         from bigbird.tokenizer import BigBirdTokenizer
 
         s = ServeSettings.model_validate(settings)
         assert s.task is not None, "build_app resolves the task before deploying"
         self.settings = s
-        cls = task_class(s.task)
+        spec = get_spec(s.task)
         if s.num_gpus > 0 and not torch.cuda.is_available():
             raise RuntimeError(f"num_gpus={s.num_gpus} but this replica sees no CUDA device")
         device = "cuda" if s.num_gpus > 0 else "cpu"
-        model = cls.model_class.from_pretrained(s.model, revision=s.revision, dtype=s.dtype)
+        model = spec.model_class.from_pretrained(s.model, revision=s.revision, dtype=s.dtype)
         tokenizer = BigBirdTokenizer.from_pretrained(s.model, revision=s.revision)
-        self.pipe = cls(model, tokenizer, device=device, batch_size=s.forward_batch_size,
-                        max_length=s.max_length, stride=s.stride, max_tokens=s.forward_max_tokens)
+        self.pipe = spec.pipeline_class(model, tokenizer, device=device, batch_size=s.forward_batch_size,
+                                        max_length=s.max_length, stride=s.stride, max_tokens=s.forward_max_tokens)
         self.batch.set_max_batch_size(s.max_batch_size)
         self.batch.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
-        self.waiting: deque[tuple[dict[str, Any], asyncio.Future]] = deque()
-        self.model_loop: asyncio.Task | None = None
         self.metrics = ModelMetrics()
         logger.info("loaded %s for %s on %s", s.model, s.task, device)
 
-    def info(self) -> dict[str, Any]:
-        """What ``GET /v1/models`` shows."""
-        cfg = self.pipe.config
-        labels = [cfg.id2label[k] for k in sorted(cfg.id2label)] if self.pipe.task.endswith("classification") \
-            else None
-        return {"id": self.settings.model, "task": self.pipe.task, "max_length": self.pipe.max_length,
-                "max_position_embeddings": cfg.max_position_embeddings, "attention_type": cfg.attention_type,
-                "block_size": cfg.block_size, "labels": labels}
+    def ready(self) -> str:
+        """The served task, once the model is loaded (what the ingress's health check awaits)."""
+        return self.pipe.task
 
     def stats(self) -> dict[str, int]:
         """Totals of this replica since it started: batches, requests and tokens scored."""
         return dict(self.metrics.totals)
 
     async def predict(self, request: dict[str, Any]) -> Outcome:
-        """One request's outcome, scored in a batch with whatever else is waiting."""
-        future = await self.batch(request)
-        return await future  # cancelled with this call (request timeout): the model loop then skips it
+        """One request's outcome, scored in a batch with whatever else is waiting. Cancelled with this call
+        (the ingress's request timeout), a request still waiting is dropped from its batch."""
+        return await self.batch(request)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def batch(self, requests: list[dict[str, Any]]) -> list[asyncio.Future]:
-        """Serve's batch of concurrent requests joins the waiting line; each request gets a future.
-
-        Serve forms the next batch while the current one runs, from whatever arrives within
-        ``batch_wait_timeout_s``; batches formed during a long forward pass would stay small. Handing them
-        to one model loop, which takes everything waiting (up to ``max_batch_size`` requests) each time the
-        model is free, keeps batches full under load.
-        """
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in requests]
-        self.waiting.extend(zip(requests, futures))
-        if self.model_loop is None or self.model_loop.done():
-            self.model_loop = loop.create_task(self.drain())
-        return futures
-
-    async def drain(self) -> None:
-        """Run the waiting requests, a batch at a time, until none is left."""
-        while self.waiting:
-            take = [self.waiting.popleft() for _ in range(min(len(self.waiting), self.settings.max_batch_size))]
-            take = [(request, future) for request, future in take if not future.done()]  # drop cancelled
-            if not take:
-                continue
-            try:
-                # The forward pass runs in a thread (torch releases the GIL): the replica keeps accepting
-                # requests meanwhile.
-                outcomes = await asyncio.to_thread(self.run_batch, [request for request, _ in take])
-            except Exception:  # run_batch isolates requests; a last resort that keeps the replica serving
-                logger.exception("batch of %d requests failed", len(take))
-                outcomes = [Outcome(500, error="internal error while scoring") for _ in take]
-            for (_, future), outcome in zip(take, outcomes):
-                if not future.done():
-                    future.set_result(outcome)
+    async def batch(self, requests: list[dict[str, Any]]) -> list[Outcome]:
+        """Serve's batch of concurrent requests; the forward pass runs in a thread (torch releases the GIL),
+        so the replica keeps accepting requests meanwhile."""
+        try:
+            return await asyncio.to_thread(self.run_batch, requests)
+        except Exception:  # run_batch isolates requests; a last resort that keeps the replica serving
+            logger.exception("batch of %d requests failed", len(requests))
+            return [Outcome(500, error="internal error while scoring") for _ in requests]
 
     # ------------------------------------------------------------------------------------ batch
     def run_batch(self, requests: list[dict[str, Any]]) -> list[Outcome]:
@@ -134,15 +105,14 @@ class TaskModel:
         outcomes: list[Outcome | None] = [None] * len(requests)
         jobs: dict[int, Job] = {}
         for i, req in enumerate(requests):
-            try:
-                jobs[i] = self.prepare(req)
-            except (TypeError, ValueError) as e:
-                outcomes[i] = Outcome(422, error=str(e))
-        self.count_tokens(jobs, outcomes)
+            job, outcome = self.prepare(req)
+            if outcome is not None:
+                outcomes[i] = outcome
+            else:
+                jobs[i] = job
         groups: dict[str, list[int]] = {}
         for i, job in jobs.items():
-            if outcomes[i] is None:
-                groups.setdefault(json.dumps(job.params, sort_keys=True, default=str), []).append(i)
+            groups.setdefault(json.dumps(job.prepared.params, sort_keys=True, default=str), []).append(i)
         for members in groups.values():
             for i, outcome in zip(members, self.run_group([jobs[i] for i in members])):
                 outcomes[i] = outcome
@@ -151,53 +121,56 @@ class TaskModel:
                            time.perf_counter() - start)
         return done
 
-    def prepare(self, request: dict[str, Any]) -> Job:
-        """Normalise one request's inputs to records (the pipeline's own rules)."""
+    def prepare(self, request: dict[str, Any]) -> tuple[Job | None, Outcome | None]:
+        """One request, alone: the pipeline's ``prepare`` (parameters, inputs, tokens, validation, windows),
+        then the token limit. Returns its job, or the outcome that ends it here (413, 422; 500 for a bug)."""
+        request_id = str(request.get("request_id", ""))
         params = dict(request.get("parameters") or {})
-        unknown = set(params) - set(self.pipe.default_params)
-        if unknown:
-            raise ValueError(f"unknown parameters for {self.pipe.task}: {sorted(unknown)}; "
-                             f"known: {sorted(self.pipe.default_params)}")
-        records, single = self.pipe.records(request.get("inputs"))
-        return Job(str(request.get("request_id", "")), records, single, params)
-
-    def count_tokens(self, jobs: dict[int, Job], outcomes: list[Outcome | None]) -> None:
-        """Tokens of each request (texts and questions, one tokenizer call); over ``max_tokens`` -> 413."""
-        def strings(job: Job) -> list[str]:
-            return [r[k] for r in job.records for k in ("text", "question") if isinstance(r.get(k), str) and r[k]]
-
-        flat = [t for job in jobs.values() for t in strings(job)]
-        ids = self.pipe.tokenizer(flat, add_special_tokens=False, return_attention_mask=False,
-                                  return_token_type_ids=False)["input_ids"] if flat else []
-        counts = iter(len(x) for x in ids)
-        for i, job in jobs.items():
-            job.tokens = sum(next(counts) for _ in strings(job))
-            if job.tokens > self.settings.max_tokens:
-                outcomes[i] = Outcome(413, error=f"request has {job.tokens} tokens, more than the limit of "
-                                                 f"{self.settings.max_tokens}", tokens=job.tokens)
+        try:
+            prepared = self.pipe.prepare(request.get("inputs"), params)
+        except (TypeError, ValueError) as e:  # the pipeline's word for a bad input or parameter
+            return None, Outcome(422, error=str(e))
+        except Exception as e:
+            logger.error("request %s could not be prepared", request_id, exc_info=e)
+            return None, Outcome(500, error="internal error while preparing the request")
+        tokens = prepared.num_tokens
+        if tokens > self.settings.max_tokens:
+            return None, Outcome(413, error=f"request has {tokens} tokens, more than the limit of "
+                                            f"{self.settings.max_tokens}", tokens=tokens)
+        if prepared.errors:
+            i = min(prepared.errors)
+            return None, Outcome(422, error=f"input {i}: {prepared.errors[i]}", tokens=tokens)
+        return Job(request_id, prepared, params), None
 
     def run_group(self, jobs: list[Job]) -> list[Outcome]:
-        """One ``run`` over the records of requests sharing parameters. If it raises, each request runs
+        """One scoring pass over the windows of requests sharing parameters. If it raises, each request runs
         alone, so only the request that causes the failure gets it."""
-        records = [r for job in jobs for r in job.records]
         try:
-            results = self.run_records(records, jobs[0].params)
+            results = self.score_group([job.prepared for job in jobs], jobs[0].prepared.params)
         except Exception as e:
             if len(jobs) == 1:
                 return [self.failed(jobs[0], e)]
-            results = None
-        if results is None:
             return [self.run_group([job])[0] for job in jobs]
-        outcomes, at = [], 0
-        for job in jobs:
-            try:  # the pipeline's own __call__ shaping; a record it cannot score is this request's 422
-                outcome = Outcome(200, self.pipe.shape(results[at : at + len(job.records)], job.single, job.params))
+        outcomes = []
+        for job, result in zip(jobs, results):
+            try:  # the pipeline's own __call__ shaping
+                outcome = Outcome(200, self.pipe.shape(result, job.prepared.single, job.params))
             except ValueError as e:
                 outcome = Outcome(422, error=str(e))
             outcome.tokens = job.tokens
             outcomes.append(outcome)
-            at += len(job.records)
         return outcomes
+
+    def score_group(self, prepared: list[Any], params: dict[str, Any]) -> list[list[Any]]:
+        """Score the windows of several prepared requests together; per request, its per-record results
+        (the pipeline's ``finish``). A seam for tests that inject failures."""
+        windows = [w for p in prepared for w in p.windows]
+        outputs = self.pipe.score(windows, **params) if windows else []
+        results, at = [], 0
+        for p in prepared:
+            results.append(self.pipe.finish(p, outputs[at : at + len(p.windows)]))
+            at += len(p.windows)
+        return results
 
     @staticmethod
     def failed(job: Job, error: Exception) -> Outcome:
@@ -205,10 +178,6 @@ class TaskModel:
             return Outcome(422, error=str(error), tokens=job.tokens)
         logger.error("request %s failed", job.request_id, exc_info=error)
         return Outcome(500, error="internal error while scoring", tokens=job.tokens)
-
-    def run_records(self, records: list[dict[str, Any]], params: dict[str, Any]) -> list[Any]:
-        """The pipeline's ``run`` (a seam for tests that inject failures)."""
-        return self.pipe.run(records, **params)
 
 
 class ModelMetrics:

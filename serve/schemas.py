@@ -6,9 +6,14 @@ unknown keys, so a typo is a 422 that names it. Responses are what the task pipe
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import dataclasses
+import typing
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from bigbird.tasks import SPECS
+from bigbird.tasks.spec import ParamField, TaskSpec
 
 Texts = Annotated[list[str], Field(min_length=1)]
 
@@ -17,25 +22,36 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class FillMaskParams(Params):
-    top_k: int = Field(5, ge=1, le=1000, description="Candidates per mask")
+class Body(BaseModel):
+    """A request body: unknown top-level fields (``"parameter"`` for ``"parameters"``) are a 422 naming them."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-class QuestionAnsweringParams(Params):
-    top_k: int = Field(1, ge=1, le=100, description="Answers per question")
-    max_answer_len: int = Field(15, ge=1, le=10000, description="Most tokens in an answer")
-    handle_impossible_answer: bool = Field(False, description="Allow the empty answer")
+def _api_type(f: ParamField) -> Any:
+    """A parameter's type as the JSON API takes it (a tuple default is a JSON list)."""
+    if typing.get_origin(f.type) is tuple:
+        return list[typing.get_args(f.type)[0]]
+    return f.type
 
 
-class TextClassificationParams(Params):
-    top_k: int | None = Field(1, ge=1, description="Labels per text; null for all. Leave it out for "
-                                                    "transformers' legacy output (one dict per text)")
-    function_to_apply: Literal["softmax", "sigmoid", "none"] | None = None
+def params_model(spec: TaskSpec) -> type[BaseModel]:
+    """The ``parameters`` model of a task, generated from its spec: same names, defaults and choices; the
+    ``ge`` / ``le`` bounds and descriptions of its fields' metadata."""
+    fields: dict[str, Any] = {}
+    for f in spec.fields():
+        limits = {k: f.metadata[k] for k in ("ge", "le") if k in f.metadata}
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        fields[f.name] = (_api_type(f), Field(default, description=f.metadata.get("help"), **limits))
+    name = "".join(part.title() for part in spec.name.split("-")) + "Params"
+    return create_model(name, __base__=Params, **fields)
 
 
-class TokenClassificationParams(Params):
-    aggregation_strategy: Literal["none", "simple"] = "simple"
-    ignore_labels: list[str] = Field(default_factory=lambda: ["O"])
+PARAMS: dict[str, type[BaseModel]] = {name: params_model(spec) for name, spec in SPECS.items()}
+FillMaskParams = PARAMS["fill-mask"]
+QuestionAnsweringParams = PARAMS["question-answering"]
+TextClassificationParams = PARAMS["text-classification"]
+TokenClassificationParams = PARAMS["token-classification"]
 
 
 class QAInput(BaseModel):
@@ -45,24 +61,30 @@ class QAInput(BaseModel):
     context: str
 
 
-class FillMaskRequest(BaseModel):
-    inputs: str | Texts = Field(description="Text(s) with a [MASK] token", examples=["Paris is the [MASK]."])
-    parameters: FillMaskParams = Field(default_factory=FillMaskParams)
+# What each task's ``inputs`` is (the HTTP shape of the pipeline's inputs), with the API docs' example.
+INPUTS: dict[str, tuple[Any, Any]] = {
+    "fill-mask": (str | Texts, Field(description="Text(s) with a [MASK] token", examples=["Paris is the [MASK]."])),
+    "question-answering": (QAInput | Annotated[list[QAInput], Field(min_length=1)], Field()),
+    "text-classification": (str | Texts, Field(examples=["A long document..."])),
+    "token-classification": (str | Texts, Field(examples=["Alice flew from Paris to Tokyo."])),
+}
 
 
-class QuestionAnsweringRequest(BaseModel):
-    inputs: QAInput | Annotated[list[QAInput], Field(min_length=1)]
-    parameters: QuestionAnsweringParams = Field(default_factory=QuestionAnsweringParams)
+def request_model(spec: TaskSpec) -> type[BaseModel]:
+    """``{"inputs": ..., "parameters": {...}}`` of a task; nothing else is accepted."""
+    params = PARAMS[spec.name]
+    name = "".join(part.title() for part in spec.name.split("-")) + "Request"
+    return create_model(name, __base__=Body, inputs=INPUTS[spec.name],
+                        parameters=(params, Field(default_factory=params)))
 
 
-class TextClassificationRequest(BaseModel):
-    inputs: str | Texts = Field(examples=["A long document..."])
-    parameters: TextClassificationParams = Field(default_factory=TextClassificationParams)
-
-
-class TokenClassificationRequest(BaseModel):
-    inputs: str | Texts = Field(examples=["Alice flew from Paris to Tokyo."])
-    parameters: TokenClassificationParams = Field(default_factory=TokenClassificationParams)
+REQUESTS: dict[str, type[BaseModel]] = {name: request_model(spec) for name, spec in SPECS.items()}
+FillMaskRequest = REQUESTS["fill-mask"]
+QuestionAnsweringRequest = REQUESTS["question-answering"]
+TextClassificationRequest = REQUESTS["text-classification"]
+TokenClassificationRequest = REQUESTS["token-classification"]
+assert set(INPUTS) == set(SPECS), "every task needs its HTTP input shape"
+assert all(dataclasses.is_dataclass(s.params) for s in SPECS.values())
 
 
 class Candidate(BaseModel):
@@ -122,17 +144,22 @@ class Task(BaseModel):
     summary: str
 
 
+def _summary(task: str) -> str:
+    text = SPECS[task].summary
+    return text[0].upper() + text[1:]
+
+
 TASK_API: dict[str, Task] = {
     "fill-mask": Task(name="fill-mask", request=FillMaskRequest, response=FillMaskText | list[FillMaskText],
-                      summary="Most likely tokens for each [MASK]"),
+                      summary=_summary("fill-mask")),
     "question-answering": Task(name="question-answering", request=QuestionAnsweringRequest,
                                response=Answer | list[Answer] | list[list[Answer]],
-                               summary="Extractive answer span in a long context"),
+                               summary=_summary("question-answering")),
     "text-classification": Task(name="text-classification", request=TextClassificationRequest,
                                 response=list[Label] | list[list[Label]],
-                                summary="Labels of long documents"),
+                                summary=_summary("text-classification")),
     "token-classification": Task(name="token-classification", request=TokenClassificationRequest,
-                                 response=Entities | list[Entities], summary="Entities with character offsets"),
+                                 response=Entities | list[Entities], summary=_summary("token-classification")),
 }
 
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bigbird.tasks.spec import DEFAULT_STRIDE
+
 MiB = 1024 * 1024
 
 
@@ -27,6 +29,8 @@ class Limits(BaseModel):
     max_body_bytes: int
     request_timeout_s: float
     retry_after_s: int
+    body_timeout_s: float = 10.0
+    max_body_reads: int = 256
 
 
 class AutoscalingSettings(BaseModel):
@@ -65,6 +69,9 @@ class ServeSettings(BaseModel):
             ``windows x padded length`` per forward pass.
         max_length, stride: Tokens per window (default: the model's limit) and the overlap of windows.
         max_body_bytes: Largest request body (413 beyond).
+        body_timeout_s: Time a client may take to send its whole body (408 beyond).
+        max_body_reads: Bodies an ingress replica reads at once; a request finding them all busy (slow or
+            stalled uploads) gets 503 with Retry-After instead of waiting (below ``ingress_max_ongoing_requests``).
         max_tokens: Most tokens per request, all inputs together (413 beyond).
         request_timeout_s: Time a request may wait for its result (503 beyond).
         retry_after_s: ``Retry-After`` sent with 503 answers.
@@ -92,8 +99,10 @@ class ServeSettings(BaseModel):
     forward_batch_size: int = Field(16, ge=1)
     forward_max_tokens: int | None = Field(None, ge=1)
     max_length: int | None = Field(None, ge=8)
-    stride: int = Field(128, ge=0)
+    stride: int = Field(DEFAULT_STRIDE, ge=0)
     max_body_bytes: int = Field(2 * MiB, ge=1)
+    body_timeout_s: float = Field(10.0, gt=0)
+    max_body_reads: int = Field(256, ge=1)
     max_tokens: int = Field(32768, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)
     retry_after_s: int = Field(1, ge=0)
@@ -125,6 +134,9 @@ class ServeSettings(BaseModel):
                              f"{self.max_batch_size}: batches could never fill")
         if self.max_length is not None and self.stride >= self.max_length:
             raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length}")
+        if self.max_body_reads >= self.ingress_max_ongoing_requests:
+            raise ValueError(f"max_body_reads {self.max_body_reads} must be below ingress_max_ongoing_requests "
+                             f"{self.ingress_max_ongoing_requests}: stalled uploads would hold every slot")
         return self
 
     @classmethod
@@ -137,9 +149,10 @@ class ServeSettings(BaseModel):
         return make_settings({**read_yaml(path), **overrides})
 
     def limits(self) -> dict[str, Any]:
-        """What the ingress needs: body size, timeout and Retry-After."""
+        """What the ingress needs: body size and deadline, concurrent body reads, timeout and Retry-After."""
         return {"max_body_bytes": self.max_body_bytes, "request_timeout_s": self.request_timeout_s,
-                "retry_after_s": self.retry_after_s}
+                "retry_after_s": self.retry_after_s, "body_timeout_s": self.body_timeout_s,
+                "max_body_reads": self.max_body_reads}
 
     def replica_options(self) -> dict[str, Any]:
         """Ray Serve options of the model deployment."""

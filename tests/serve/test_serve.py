@@ -1,16 +1,16 @@
 """The HTTP service end to end: apps on the shared Ray cluster, called over 127.0.0.1 with ``requests``.
 
-Five applications run side by side, one per task (text-classification at ``/``, the others under a route
+Six applications run side by side (started once per session, tests/serve/conftest.py), one per task (text-classification at ``/``, the others under a route
 prefix named after the task) plus ``faulty``: text-classification with :class:`FaultyModel`, whose
-``run_records`` seam raises on ``BOOM`` (its ``predict`` on ``CRASH``), sleeps on ``SLOW`` (0.5 s) / ``STALL`` (4 s, past the 3 s request
+``score_group`` seam raises on ``BOOM`` (its ``predict`` on ``CRASH``), sleeps on ``SLOW`` (0.5 s) / ``STALL`` (4 s, past the 3 s request
 timeout) and which records batch sizes. Its max_queued_requests is small, so 32 requests at once overload it.
+``bodies`` is text-classification with a short body deadline and few concurrent body reads (test_isolation.py).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,18 +23,16 @@ from typing import Any
 import pytest
 import requests
 
-from serve.model import TaskModel
-
-TASKS = ("fill-mask", "question-answering", "text-classification", "token-classification")
-PREFIX = {"text-classification": "", "fill-mask": "/fill-mask", "question-answering": "/question-answering",
-          "token-classification": "/token-classification", "faulty": "/faulty"}
-BOTCHAN = (Path(__file__).parents[1] / "fixtures" / "spm" / "botchan_excerpt.txt").read_text(encoding="utf-8")
-LONG = BOTCHAN[:2500]  # ~900 tokens: several 256-token windows
-COMMON = dict(num_cpus=0.25, max_batch_size=8, max_ongoing_requests=16, max_queued_requests=32,
-              batch_wait_timeout_s=0.05, stride=64, max_tokens=2000, request_timeout_s=20)
-FAULTY = dict(num_cpus=0.25, max_batch_size=8, max_ongoing_requests=8, max_queued_requests=8,
-              batch_wait_timeout_s=0.3, stride=64, request_timeout_s=3, retry_after_s=2)
-TIMEOUT = 30  # seconds per HTTP call; every call is bounded
+from tests.serve.common import (
+    BOTCHAN,
+    LONG,
+    TASKS,
+    TIMEOUT,
+    assert_close,
+    assert_error,
+    model_handle,
+    post,
+)
 
 CASES: dict[str, list[tuple[Any, dict[str, Any]]]] = {
     "fill-mask": [
@@ -59,103 +57,6 @@ CASES: dict[str, list[tuple[Any, dict[str, Any]]]] = {
         (LONG, {"ignore_labels": []}),
     ],
 }
-
-
-class FaultyModel(TaskModel):
-    """The real model deployment with failures injected at the ``run_records`` seam."""
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        super().__init__(settings)
-        self.sizes: list[int] = []
-
-    def run_batch(self, requests: list[dict[str, Any]]) -> list[Any]:
-        self.sizes.append(len(requests))
-        return super().run_batch(requests)
-
-    def batch_sizes(self) -> list[int]:
-        return list(self.sizes)
-
-    async def predict(self, request: dict[str, Any]) -> Any:
-        if "CRASH" in str(request.get("inputs")):
-            raise RuntimeError("injected crash outside the batch")
-        return await super().predict(request)
-
-    def run_records(self, records: list[dict[str, Any]], params: dict[str, Any]) -> list[Any]:
-        texts = " ".join(str(r.get("text")) for r in records)
-        if "STALL" in texts:
-            time.sleep(4.0)
-        elif "SLOW" in texts:
-            time.sleep(0.5)
-        if "BOOM" in texts:
-            raise RuntimeError("injected failure")
-        return super().run_records(records, params)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def urls(ray_cluster, task_models) -> dict[str, str]:
-    """Base URL of each application."""
-    from ray import serve
-    from ray.serve import RunTarget
-
-    from serve.app import build_application
-    from serve.settings import make_settings
-
-    port = free_port()
-    serve.shutdown()  # a clean Serve on our port, whatever ran before
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        targets = [RunTarget(build_application(make_settings({"model": str(task_models[t]), "task": t, **COMMON})),
-                             name=t, route_prefix=PREFIX[t] or "/") for t in TASKS]
-        faulty = make_settings({"model": str(task_models["text-classification"]), **FAULTY})
-        targets.append(RunTarget(build_application(faulty, model_class=FaultyModel), name="faulty",
-                                 route_prefix=PREFIX["faulty"]))
-        serve.run_many(targets)
-        yield {name: f"http://127.0.0.1:{port}{prefix}" for name, prefix in PREFIX.items()}
-    finally:
-        serve.shutdown()
-
-
-@pytest.fixture(scope="module")
-def references(task_models) -> dict[str, Any]:
-    """The in-process task pipelines on the same folders and window settings."""
-    from bigbird.tasks import pipeline
-
-    return {t: pipeline(t, task_models[t], stride=COMMON["stride"]) for t in TASKS}
-
-
-def post(url: str, body: Any = None, **kwargs: Any) -> requests.Response:
-    return requests.post(url, json=body, timeout=TIMEOUT, **kwargs)
-
-
-def assert_close(got: Any, want: Any, path: str = "") -> None:
-    """Equal structure and values; floats to 1e-5 (batch composition changes float summation order)."""
-    if isinstance(want, float):
-        assert got == pytest.approx(want, rel=1e-4, abs=1e-5), path
-    elif isinstance(want, dict):
-        assert isinstance(got, dict) and set(got) == set(want), f"{path}: {got!r} vs {want!r}"
-        for k in want:
-            assert_close(got[k], want[k], f"{path}.{k}")
-    elif isinstance(want, (list, tuple)):
-        assert isinstance(got, list) and len(got) == len(want), f"{path}: {got!r} vs {want!r}"
-        for i, (g, w) in enumerate(zip(got, want)):
-            assert_close(g, w, f"{path}[{i}]")
-    else:
-        assert got == want, f"{path}: {got!r} vs {want!r}"
-
-
-def assert_error(r: requests.Response, status: int, *words: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["status"] == status and body["request_id"] == r.headers["x-request-id"], body
-    for word in words:
-        assert word in body["error"], body
-    return body
 
 
 # ----------------------------------------------------------------------------------- endpoints
@@ -234,12 +135,6 @@ def test_too_many_tokens_is_413(urls):
 
 
 # ------------------------------------------------------------------------------ faults, batches
-def model_handle(app: str):
-    from ray import serve
-
-    return serve.get_deployment_handle("TaskModel", app_name=app)
-
-
 def test_failing_request_does_not_fail_its_batch(urls, references):
     url = f"{urls['faulty']}/v1/text-classification"
     before = len(model_handle("faulty").batch_sizes.remote().result())
