@@ -100,7 +100,7 @@ def main() -> None:
         model = build_model(tmp / "model", hidden=args.hidden, layers=args.layers, max_length=args.max_length)
         corpus = build_corpus(tmp / "corpus", args.corpus, args.copies)
         tokens, bare_s, bare_pad = bare_loop(model, corpus, batch_size=args.batch_size, threads=args.threads)
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
         settings = BatchSettings(task="text-classification", model=str(model), input=str(corpus),
                                  output=str(tmp / "out"), batch_size=args.batch_size, actors=1,

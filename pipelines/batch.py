@@ -106,8 +106,11 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
     from ray.data import ActorPoolStrategy
 
     if not ray.is_initialized():
-        local = {} if settings.address else {"num_cpus": max(2, os.cpu_count() or 1)}  # 1-core hosts still run
-        ray.init(address=settings.address, include_dashboard=False, log_to_driver=True, **local)
+        if settings.address or os.environ.get("RAY_ADDRESS"):  # a cluster named, or `ray job submit`'s
+            ray.init(address=settings.address, include_dashboard=False, log_to_driver=True)
+        else:  # a new local cluster (not another one running here); 2 CPUs at least so 1-core hosts still run
+            ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
+                     log_to_driver=True)
     gpus = ray.cluster_resources().get("GPU", 0)
     num_gpus = settings.num_gpus if settings.num_gpus is not None else (1 if gpus else 0)
     actors = settings.actors or (max(1, int(gpus // num_gpus)) if num_gpus else 1)

@@ -63,8 +63,10 @@ def scan_input(settings: BatchSettings) -> InputScan:
             have = physical.field(f.name).type if f.name in physical.names else None
             if have != f.type:
                 raise ValueError(f"input file {frag.path!r}: column {f.name!r} is {have}, other files have {f.type}")
-        text = physical.names.index(settings.text_column)
-        nbytes = sum(meta.row_group(g).column(text).total_uncompressed_size for g in range(meta.num_row_groups))
+        # The text's leaf column (nested columns before it have several leaves each).
+        leaf = next((j for j in range(meta.num_columns) if meta.schema.column(j).path == settings.text_column), None)
+        nbytes = 0 if leaf is None else sum(meta.row_group(g).column(leaf).total_uncompressed_size
+                                            for g in range(meta.num_row_groups))
         rows = meta.num_rows if left is None else min(meta.num_rows, left)
         if left is not None:
             left -= rows

@@ -46,7 +46,7 @@ def test_too_many_actors_for_the_cluster_fail_before_any_block(ray_cluster, task
 
 def test_a_one_cpu_cluster_gets_an_error_not_a_hang(task_models, corpus, tmp_path):
     script = (f"import sys, ray; from pipelines import batch; "
-              f"ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False); "
+              f"ray.init(address='local', num_cpus=1, include_dashboard=False, log_to_driver=False); "
               f"sys.exit(batch.main(['--task', 'text-classification', '--model', "
               f"{str(task_models['text-classification'])!r}, '--input', {str(corpus)!r}, "
               f"'--output', {str(tmp_path / 'out')!r}]))")

@@ -35,7 +35,7 @@ def test_sigkill_of_the_driver_keeps_every_written_block(ray_cluster, task_model
     args = ["--task", "text-classification", "--model", model, "--input", str(corpus), "--output", str(out),
             "--block-records", str(BLOCK), "--stride", "32", "--progress-seconds", "1"]
     script = ("import sys, ray; from pipelines import batch; "
-              "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False); "
+              "ray.init(address='local', num_cpus=2, include_dashboard=False, log_to_driver=False); "
               f"sys.exit(batch.main({args!r}))")
     env = {"PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     log = tmp_path / "driver.log"

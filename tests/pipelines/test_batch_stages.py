@@ -63,7 +63,9 @@ def test_read_rows_slices_one_big_row_group(tmp_path):
 def test_blocks_are_bounded_by_records_and_by_bytes(task_models, tmp_path):
     model = task_models["text-classification"]
     texts = [" ".join(SPM_LINES[i % len(SPM_LINES)] for _ in range(20)) for i in range(50)]
-    pq.write_table(pa.table({"id": [f"r{i}" for i in range(50)], "text": texts}), tmp_path / "corpus.parquet")
+    answers = [[{"text": "x" * 5000, "start": 1}]] * 50  # a nested column before the text, large on its own
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(50)], "answers": answers, "text": texts}),
+                   tmp_path / "corpus.parquet")
     job = inputs.plan_job(_settings(model, tmp_path / "corpus.parquet", tmp_path / "a", block_records=8))
     assert [p.rows for p in job.parts] == [8] * 6 + [2] and job.skipped == 0
     per_text = sum(len(t.encode()) for t in texts) / 50
