@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from tokenizers import Encoding
 
 
+def join_words(value: Any) -> Any:
+    """Pre-split input (``is_split_into_words``) as text: a list of words, a batch of them, or pairs of them."""
+    if value is None or isinstance(value, str):
+        return value
+    if value and all(isinstance(w, str) for w in value):
+        return " ".join(value)
+    return [tuple(join_words(part) for part in item) if isinstance(item, tuple) else join_words(item)
+            for item in value]
+
+
 class EncodingMixin:
     """``__call__``, ``encode``, ``tokenize``, ``decode`` over the backend, thread-safe (one lock per tokenizer)."""
 
@@ -69,19 +79,21 @@ class EncodingMixin:
     # ------------------------------------------------------------------ encoding
     def __call__(self, text: str | Sequence[str] | Sequence[tuple[str, str]],
                  text_pair: str | Sequence[str] | None = None, *, add_special_tokens: bool = True,
-                 truncation: bool | str = False, max_length: int | None = None, stride: int = 0,
+                 truncation: bool | str | None = None, max_length: int | None = None, stride: int = 0,
                  return_overflowing_tokens: bool = False, return_offsets_mapping: bool = False,
                  padding: bool | str = False, pad_to_multiple_of: int | None = None,
                  return_attention_mask: bool | None = None, return_token_type_ids: bool | None = None,
                  return_special_tokens_mask: bool = False, return_tensors: str | None = None,
-                 padding_side: str | None = None) -> BatchEncoding:
+                 padding_side: str | None = None, is_split_into_words: bool = False) -> BatchEncoding:
         """Tokenize one text, one pair, or a batch of texts or pairs.
 
         Args:
             text: A string, a list of strings, or a list of ``(text, text_pair)`` tuples.
             text_pair: The second sequence(s), matching ``text`` (a str for a str, a list for a list).
             add_special_tokens: Add ``[CLS]``/``[SEP]`` (the backend's post-processor).
-            truncation: ``False``, ``True`` (= ``'longest_first'``), ``'only_first'`` or ``'only_second'``.
+            truncation: ``False``, ``True`` (= ``'longest_first'``), ``'only_first'`` or ``'only_second'``;
+                None (default): ``'longest_first'`` when ``max_length`` is given without ``padding='max_length'``
+                (transformers' rule), else none.
             max_length: Length limit, special tokens included; defaults to ``model_max_length`` when truncating.
             stride: Tokens repeated between consecutive overflowing windows.
             return_overflowing_tokens: Return every window of a truncated sequence, one row each, and
@@ -98,6 +110,8 @@ class EncodingMixin:
             return_tensors: None for Python lists, ``'pt'`` for torch tensors, ``'np'`` for numpy arrays.
             padding_side: ``'right'`` or ``'left'`` for this call (default: ``self.padding_side``); truncation
                 follows ``self.truncation_side``.
+            is_split_into_words: ``text`` (and ``text_pair``) are lists of words (a batch: lists of such lists),
+                joined with spaces; offsets then refer to the joined text.
 
         Returns:
             A BatchEncoding. For a single text without overflowing windows and without tensors the values
@@ -112,6 +126,10 @@ class EncodingMixin:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
+        if is_split_into_words:
+            text, text_pair = join_words(text), join_words(text_pair)
+        if truncation is None:
+            truncation = "longest_first" if max_length is not None and padding != "max_length" else False
         inputs, batched = batch_inputs(text, text_pair)
         plan = plan_call(truncation=truncation, max_length=max_length, stride=stride, padding=padding,
                          pad_to_multiple_of=pad_to_multiple_of, model_max_length=self.model_max_length,
@@ -164,7 +182,7 @@ class EncodingMixin:
                 self._backend.no_padding()
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True,
-               padding: bool | str = False, truncation: bool | str | None = False, max_length: int | None = None,
+               padding: bool | str = False, truncation: bool | str | None = None, max_length: int | None = None,
                stride: int = 0, pad_to_multiple_of: int | None = None, padding_side: str | None = None,
                return_tensors: str | None = None) -> list[int] | Any:
         """Ids of one text (or pair), with special tokens by default.
@@ -210,6 +228,11 @@ class EncodingMixin:
         text, pair = (item, None) if pair is None else item
         with self._lock:
             return self._backend.encode(text, pair, add_special_tokens=add_special_tokens).tokens
+
+    def backend_snapshot(self) -> Tokenizer:
+        """A copy of the backend taken under the lock (no per-call truncation/padding settings), e.g. to save."""
+        with self._lock:
+            return Tokenizer.from_str(self._backend.to_str())
 
     # ------------------------------------------------------------------ decoding
     def decode(self, token_ids: int | Sequence[int] | Any, skip_special_tokens: bool = False,
