@@ -132,6 +132,7 @@ class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, V
         self.init_kwargs = {"backend": backend, "vocab_file": vocab_file, "add_prefix_space": add_prefix_space,
                             "model_max_length": model_max_length, **given, **kwargs}
         self._extra: list[str] = []
+        self.deprecation_warnings: dict[str, bool] = {}  # warnings given once (transformers' attribute)
         self.padding_side = kwargs.get("padding_side", "right")
         self.truncation_side = kwargs.get("truncation_side", "right")
         self.clean_up_tokenization_spaces = bool(kwargs.get("clean_up_tokenization_spaces", False))

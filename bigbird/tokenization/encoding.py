@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -10,11 +11,14 @@ from tokenizers import Tokenizer
 
 from bigbird.tokenization.api import clean_up_tokenization, side
 from bigbird.tokenization.batch import TENSOR_TYPES, BatchEncoding, collect, to_tensors
-from bigbird.tokenization.options import CallPlan, EncodeInput, batch_inputs, plan_call
+from bigbird.tokenization.options import VERY_LARGE_INTEGER, CallPlan, EncodeInput, batch_inputs, plan_call
 from bigbird.tokenization.spmtext import SpmText, shift_offsets
 
 if TYPE_CHECKING:
     from tokenizers import Encoding
+
+
+logger = logging.getLogger(__name__)
 
 
 def join_words(value: Any) -> Any:
@@ -38,6 +42,7 @@ class EncodingMixin:
     add_prefix_space: bool | None
     padding_side: str
     truncation_side: str
+    deprecation_warnings: dict[str, bool]
     clean_up_tokenization_spaces: bool
 
 
@@ -77,8 +82,10 @@ class EncodingMixin:
 
 
     # ------------------------------------------------------------------ encoding
-    def __call__(self, text: str | Sequence[str] | Sequence[tuple[str, str]],
-                 text_pair: str | Sequence[str] | None = None, *, add_special_tokens: bool = True,
+    def __call__(self, text: str | Sequence[str] | Sequence[tuple[str, str]] | None = None,
+                 text_pair: str | Sequence[str] | None = None, *, text_target: str | Sequence[str] | None = None,
+                 text_pair_target: str | Sequence[str] | None = None, max_target_length: int | None = None,
+                 src_lang: str | None = None, tgt_lang: str | None = None, add_special_tokens: bool = True,
                  truncation: bool | str | None = None, max_length: int | None = None, stride: int = 0,
                  return_overflowing_tokens: bool = False, return_offsets_mapping: bool = False,
                  padding: bool | str = False, pad_to_multiple_of: int | None = None,
@@ -90,6 +97,9 @@ class EncodingMixin:
         Args:
             text: A string, a list of strings, or a list of ``(text, text_pair)`` tuples.
             text_pair: The second sequence(s), matching ``text`` (a str for a str, a list for a list).
+            text_target, text_pair_target: Target texts (sequence-to-sequence): their ids become ``labels``
+                (alone: the whole output), truncated to ``max_target_length`` (default ``max_length``).
+            src_lang, tgt_lang: Accepted and ignored, as by transformers' monolingual tokenizers.
             add_special_tokens: Add ``[CLS]``/``[SEP]`` (the backend's post-processor).
             truncation: ``False``, ``True`` (= ``'longest_first'``), ``'only_first'`` or ``'only_second'``;
                 None (default): ``'longest_first'`` when ``max_length`` is given without ``padding='max_length'``
@@ -126,6 +136,24 @@ class EncodingMixin:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
+        if text_target is not None:
+            target = self(text_target, text_pair_target, add_special_tokens=add_special_tokens,
+                          truncation=truncation, max_length=max_target_length or max_length, padding=padding,
+                          pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors,
+                          padding_side=padding_side, is_split_into_words=is_split_into_words)
+            if text is None:
+                return target
+            out = self(text, text_pair, add_special_tokens=add_special_tokens, truncation=truncation,
+                       max_length=max_length, stride=stride, return_overflowing_tokens=return_overflowing_tokens,
+                       return_offsets_mapping=return_offsets_mapping, padding=padding,
+                       pad_to_multiple_of=pad_to_multiple_of, return_attention_mask=return_attention_mask,
+                       return_token_type_ids=return_token_type_ids,
+                       return_special_tokens_mask=return_special_tokens_mask, return_tensors=return_tensors,
+                       padding_side=padding_side, is_split_into_words=is_split_into_words)
+            out["labels"] = target["input_ids"]
+            return out
+        if text is None:
+            raise TypeError("pass text (or text_target)")
         if is_split_into_words:
             text, text_pair = join_words(text), join_words(text_pair)
         if truncation is None:
@@ -144,6 +172,8 @@ class EncodingMixin:
         columns = collect(encodings, overflowing=return_overflowing_tokens, token_type_ids=return_token_type_ids,
                           attention_mask=return_attention_mask, special_tokens_mask=return_special_tokens_mask,
                           offsets=return_offsets_mapping)
+        if plan.truncation is None and self.model_max_length < VERY_LARGE_INTEGER:
+            self._warn_if_too_long(max((len(e.ids) for e in encodings), default=0))
         windows = [(i, w) for i, enc in enumerate(encodings)
                    for w in ([enc, *enc.overflowing] if return_overflowing_tokens else [enc])]
         if return_offsets_mapping and any(any(shift) for shift, _ in shifts):
@@ -156,6 +186,14 @@ class EncodingMixin:
             out = BatchEncoding(columns)
         out._encodings = [w for _, w in windows]
         return out
+
+    def _warn_if_too_long(self, longest: int) -> None:
+        """transformers' warning, once per tokenizer, for a sequence longer than ``model_max_length``."""
+        if longest > self.model_max_length and not self.deprecation_warnings.get("sequence-length-is-longer"):
+            logger.warning("Token indices sequence length is longer than the specified maximum sequence length for "
+                           f"this model ({longest} > {self.model_max_length}). Running this sequence through the "
+                           "model will result in indexing errors")
+            self.deprecation_warnings["sequence-length-is-longer"] = True
 
     def _encode_batch(self, inputs: list[EncodeInput], plan: CallPlan, *, add_special_tokens: bool,
                       offsets: bool, padding_side: str = "right") -> list[Encoding]:
