@@ -29,7 +29,7 @@ def ours() -> BigBirdTokenizer:
     (("a",), {"return_tensors": "tf"}, ValueError, "'tf'"),
     (("a",), {"max_length": 0, "truncation": True}, ValueError, "max_length must be > 0, got 0"),
     (("a",), {"max_length": "8", "truncation": True}, TypeError, "max_length must be an int"),
-    (("a",), {"max_length": 8}, ValueError, "max_length=8 needs truncation"),
+    (("a",), {"max_length": 8, "truncation": False}, ValueError, "max_length=8 needs truncation"),
     (("a b c",), {"truncation": True, "max_length": 8, "stride": 6, "return_overflowing_tokens": True},
      ValueError, "stride=6 must be smaller than max_length=8"),
     (("a",), {"stride": -1}, ValueError, "stride must be >= 0"),

@@ -68,6 +68,7 @@ class TransformersApiMixin:
     init_inputs: tuple = ()
     backend = "tokenizers"  # transformers' name for the fast (tokenizers) backend
     is_fast = True
+    pad_token_type_id = 0
     _padding_side = "right"
     _truncation_side = "right"
     clean_up_tokenization_spaces = False

@@ -40,6 +40,19 @@ class BatchEncoding(dict):
             raise ValueError("sequence_ids() needs the output of a tokenizer call (it was pickled or rebuilt)")
         return self._encodings[batch_index].sequence_ids
 
+    def char_to_token(self, batch_index: int, char_index: int | None = None) -> int | None:
+        """Index of the token of row ``batch_index`` that holds character ``char_index`` (transformers' form:
+        ``char_to_token(char_index)`` for row 0).
+
+        Raises:
+            ValueError: If the encodings are not available.
+        """
+        if char_index is None:
+            batch_index, char_index = 0, batch_index
+        if self._encodings is None:
+            raise ValueError("char_to_token() needs the output of a tokenizer call (it was pickled or rebuilt)")
+        return self._encodings[batch_index].char_to_token(char_index)
+
     def __getstate__(self) -> dict:
         return dict(self)
 

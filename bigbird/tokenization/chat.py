@@ -16,7 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bigbird.tokenization.batch import to_tensors
+
 JINJA_FILE = "chat_template.jinja"
+GEN_START, GEN_END = "\ue000", "\ue001"  # private-use marks around {% generation %} output, removed after rendering
 EXTRA_DIR = "additional_chat_templates"
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -32,13 +35,28 @@ def _message(message: Any) -> dict:
 
 
 def _environment():
-    from jinja2 import TemplateError
+    from jinja2 import TemplateError, nodes
+    from jinja2.ext import Extension
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Generation(Extension):
+        """``{% generation %}...{% endgeneration %}``: marks what the assistant generates (assistant masks)."""
+
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return nodes.CallBlock(self.call_method("_mark"), [], [], body).set_lineno(lineno)
+
+        def _mark(self, caller):
+            return GEN_START + caller() + GEN_END
 
     def raise_exception(message: str) -> None:
         raise TemplateError(message)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=["jinja2.ext.loopcontrols", Generation])
     env.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False, indent=indent)
     env.globals.update(raise_exception=raise_exception, strftime_now=lambda fmt: datetime.now().strftime(fmt))
     return env
@@ -63,8 +81,22 @@ def pick_template(templates: str | dict[str, str] | None, chat_template: str | N
     return templates
 
 
+def _unmark(text: str) -> tuple[str, list[tuple[int, int]]]:
+    """The text without generation marks, and the ``[start, end)`` character spans they enclosed."""
+    out, spans, start, pos = [], [], None, 0
+    for char in text:
+        if char == GEN_START:
+            start = pos
+        elif char == GEN_END:
+            spans.append((start, pos))
+        else:
+            out.append(char)
+            pos += 1
+    return "".join(out), spans
+
+
 def render(template: str, conversation: list, *, continue_final_message: bool | str = False,
-           **variables: Any) -> str:
+           **variables: Any) -> tuple[str, list[tuple[int, int]]]:
     """Render one conversation.
 
     Args:
@@ -74,20 +106,24 @@ def render(template: str, conversation: list, *, continue_final_message: bool | 
             names, e.g. ``"reasoning_content"``), leaving it open for continuation.
         **variables: Template variables (``add_generation_prompt``, ``tools``, special tokens...).
 
+    Returns:
+        The text, and the character spans of its ``{% generation %}`` blocks.
+
     Raises:
         ValueError: For an empty conversation, or a final message not found in the rendered text.
     """
     messages = [_message(m) for m in conversation]
     if not messages:
         raise ValueError("cannot apply a chat template to an empty conversation")
-    text = _environment().from_string(template).render(messages=messages, **variables)
+    text, spans = _unmark(_environment().from_string(template).render(messages=messages, **variables))
     if continue_final_message:
         field = continue_final_message if isinstance(continue_final_message, str) else "content"
         final = str(messages[-1].get(field, "")).strip()
         if final not in text:
             raise ValueError(f"continue_final_message: the final message's {field!r} is not in the rendered text")
         text = text[: text.rindex(final) + len(final)]
-    return text
+        spans = [(a, min(b, len(text))) for a, b in spans if a < len(text)]
+    return text, spans
 
 
 def save_templates(templates: str | dict[str, str] | None, folder: Path, config: dict, *,
@@ -146,7 +182,8 @@ class ChatTemplateMixin:
                             add_generation_prompt: bool = False, continue_final_message: bool | str = False,
                             tokenize: bool = True, padding: bool | str = False, truncation: bool = False,
                             max_length: int | None = None, return_tensors: str | None = None,
-                            return_dict: bool = True, **kwargs: Any) -> Any:
+                            return_dict: bool = True, return_assistant_tokens_mask: bool = False,
+                            **kwargs: Any) -> Any:
         """Render a conversation (or a batch of them) with a chat template, and tokenize it by default.
 
         Args:
@@ -158,6 +195,8 @@ class ChatTemplateMixin:
             tokenize: Return ids (else the rendered text).
             padding, truncation, max_length, return_tensors: As in ``__call__`` (when tokenizing).
             return_dict: Return the tokenizer's BatchEncoding (else only the ids).
+            return_assistant_tokens_mask: Add ``assistant_masks``: 1 on tokens that start inside the template's
+                ``{% generation %}`` blocks (needs ``return_dict``).
             **kwargs: More template variables.
 
         Returns:
@@ -174,12 +213,21 @@ class ChatTemplateMixin:
         conversations = conversation if batched else [conversation]
         variables = {**self.special_tokens_map, "tools": tools, "documents": documents,
                      "add_generation_prompt": add_generation_prompt, **kwargs}
-        texts = [render(template, c, continue_final_message=continue_final_message, **variables)
-                 for c in conversations]
+        rendered = [render(template, c, continue_final_message=continue_final_message, **variables)
+                    for c in conversations]
+        texts = [text for text, _ in rendered]
         if not tokenize:
             return texts if batched else texts[0]
-        out = self(texts if batched else texts[0], add_special_tokens=False, padding=padding, truncation=truncation,
-                   max_length=max_length, return_tensors=return_tensors)
+        options = dict(add_special_tokens=False, padding=padding, truncation=truncation, max_length=max_length)
+        out = self(texts if batched else texts[0], return_tensors=return_tensors, **options)
+        if return_assistant_tokens_mask and return_dict:
+            located = self(texts, return_offsets_mapping=True, return_attention_mask=True, **options)
+            masks = [[int(m == 1 and e > s and any(a <= s < b for a, b in spans))
+                      for (s, e), m in zip(offsets, attention)]
+                     for (_, spans), offsets, attention in zip(rendered, located["offset_mapping"],
+                                                               located["attention_mask"])]
+            out["assistant_masks"] = (masks if batched else masks[0]) if return_tensors is None else \
+                to_tensors({"assistant_masks": masks}, return_tensors)["assistant_masks"]
         return out if return_dict else out["input_ids"]
 
     special_tokens_map: dict[str, str]

@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 from tokenizers import AddedToken, Tokenizer, pre_tokenizers
 
@@ -47,10 +47,6 @@ from bigbird.tokenization.storage import (
     save_tokenizer,
 )
 
-if TYPE_CHECKING:
-
-    from bigbird.tokenization.dna import DNATokenizer
-
 
 class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, VocabularyMixin):
     """BigBird's SentencePiece Unigram tokenizer (or any ``tokenizers`` backend) with a transformers-like API.
@@ -83,7 +79,8 @@ class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, V
         FileNotFoundError: If ``vocab_file`` does not exist.
     """
 
-    kind = "bigbird"
+    kind = "bigbird"  # saved as "bigbird_tokenizer" in tokenizer_config.json; from_pretrained picks the class by it
+    _kinds: ClassVar[dict[str, type[BigBirdTokenizer]]] = {}
     model_input_names: list[str] = ["input_ids", "attention_mask"]  # as transformers' BigBirdTokenizer
 
     def __init__(self, backend: Tokenizer | None = None, *, vocab_file: str | os.PathLike | None = None,
@@ -135,6 +132,7 @@ class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, V
         self.init_kwargs = {"backend": backend, "vocab_file": vocab_file, "add_prefix_space": add_prefix_space,
                             "model_max_length": model_max_length, **given, **kwargs}
         self._extra: list[str] = []
+        self.deprecation_warnings: dict[str, bool] = {}  # warnings given once (transformers' attribute)
         self.padding_side = kwargs.get("padding_side", "right")
         self.truncation_side = kwargs.get("truncation_side", "right")
         self.clean_up_tokenization_spaces = bool(kwargs.get("clean_up_tokenization_spaces", False))
@@ -144,6 +142,15 @@ class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, V
         extra = kwargs.get("extra_special_tokens", kwargs.get("additional_special_tokens"))
         if extra:
             self.add_tokens(list(extra.values()) if isinstance(extra, dict) else list(extra), special_tokens=True)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        BigBirdTokenizer._kinds[cls.kind] = cls  # e.g. DNATokenizer under "dna"
+
+    @classmethod
+    def tokenizer_kinds(cls) -> dict[str, type[BigBirdTokenizer]]:
+        """``kind -> class`` of the tokenizer classes ``from_pretrained`` can build (this one and its subclasses)."""
+        return {"bigbird": BigBirdTokenizer, **BigBirdTokenizer._kinds}
 
     @staticmethod
     def _from_spm(path: Path, given: dict[str, Any], tokens: dict[str, AddedToken | None],
@@ -186,8 +193,8 @@ class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, V
 
     # ------------------------------------------------------------------ building, loading, saving
     @classmethod
-    def for_dna(cls, *, model_max_length: int | None = None) -> DNATokenizer:
-        """A character-level tokenizer over A/C/G/T/N (see :class:`DNATokenizer`).
+    def for_dna(cls, *, model_max_length: int | None = None) -> BigBirdTokenizer:
+        """Deprecated: use ``bigbird.tokenization.DNATokenizer(model_max_length=...)`` (kept for old callers).
 
         Args:
             model_max_length: As in the constructor.
@@ -195,9 +202,7 @@ class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, V
         Returns:
             A new DNATokenizer.
         """
-        from bigbird.tokenization.dna import DNATokenizer
-
-        return DNATokenizer(model_max_length=model_max_length)
+        return cls.tokenizer_kinds()["dna"](model_max_length=model_max_length)
 
     @classmethod
     def train_unigram(cls, texts: Iterable[str], vocab_size: int, *, add_prefix_space: bool = True,
@@ -265,8 +270,8 @@ class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, V
         files = resolve_tokenizer_files(path_or_hub_id, revision=revision, cache_dir=cache_dir,
                                         local_files_only=local_files_only)
         check_init_keywords({k: v for k, v in kwargs.items() if k not in SPECIAL_TOKEN_NAMES})
-        tokenizer = load_tokenizer(files, add_prefix_space=add_prefix_space, model_max_length=model_max_length,
-                                   overrides=kwargs)
+        tokenizer = load_tokenizer(files, cls.tokenizer_kinds(), add_prefix_space=add_prefix_space,
+                                   model_max_length=model_max_length, overrides=kwargs)
         if not isinstance(tokenizer, cls):
             raise ValueError(f"{files.source!r} holds a {type(tokenizer).__name__}, not a {cls.__name__}")
         return tokenizer

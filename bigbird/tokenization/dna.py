@@ -5,13 +5,8 @@ from __future__ import annotations
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 
-from bigbird.tokenization.core import (
-    OWN_SPECIAL_TOKENS,
-    BigBirdTokenizer,
-    TokenArg,
-    bigbird_template,
-    special_token,
-)
+from bigbird.tokenization.core import BigBirdTokenizer
+from bigbird.tokenization.specials import OWN_SPECIAL_TOKENS, TokenArg, bigbird_template, special_token
 
 DNA_ALPHABET = "ACGTN"
 _DELETE_VALID = str.maketrans("", "", DNA_ALPHABET + DNA_ALPHABET.lower())
@@ -48,15 +43,16 @@ class DNATokenizer(BigBirdTokenizer):
     Args:
         backend: A saved DNA backend to wrap (default: :func:`build_dna_backend`).
         model_max_length: Length used by ``truncation=True`` / ``padding='max_length'`` without ``max_length``.
-        **special_tokens: Named special tokens of a saved backend (``unk_token="<unk>"``...).
+        **kwargs: Named special tokens of a saved backend (``unk_token="<unk>"``...) and the other keywords of
+            :class:`BigBirdTokenizer`.
     """
 
     kind = "dna"
 
     def __init__(self, backend: Tokenizer | None = None, *, model_max_length: int | None = None,
-                 **special_tokens: TokenArg) -> None:
+                 **kwargs: TokenArg | object) -> None:
         super().__init__(build_dna_backend() if backend is None else backend, model_max_length=model_max_length,
-                         **special_tokens)
+                         **kwargs)
 
     @staticmethod
     def validate(text: str) -> None:

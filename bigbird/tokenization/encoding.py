@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -10,11 +11,24 @@ from tokenizers import Tokenizer
 
 from bigbird.tokenization.api import clean_up_tokenization, side
 from bigbird.tokenization.batch import TENSOR_TYPES, BatchEncoding, collect, to_tensors
-from bigbird.tokenization.options import CallPlan, EncodeInput, batch_inputs, plan_call
+from bigbird.tokenization.options import VERY_LARGE_INTEGER, CallPlan, EncodeInput, batch_inputs, plan_call
 from bigbird.tokenization.spmtext import SpmText, shift_offsets
 
 if TYPE_CHECKING:
     from tokenizers import Encoding
+
+
+logger = logging.getLogger(__name__)
+
+
+def join_words(value: Any) -> Any:
+    """Pre-split input (``is_split_into_words``) as text: a list of words, a batch of them, or pairs of them."""
+    if value is None or isinstance(value, str):
+        return value
+    if value and all(isinstance(w, str) for w in value):
+        return " ".join(value)
+    return [tuple(join_words(part) for part in item) if isinstance(item, tuple) else join_words(item)
+            for item in value]
 
 
 class EncodingMixin:
@@ -28,6 +42,7 @@ class EncodingMixin:
     add_prefix_space: bool | None
     padding_side: str
     truncation_side: str
+    deprecation_warnings: dict[str, bool]
     clean_up_tokenization_spaces: bool
 
 
@@ -67,21 +82,28 @@ class EncodingMixin:
 
 
     # ------------------------------------------------------------------ encoding
-    def __call__(self, text: str | Sequence[str] | Sequence[tuple[str, str]],
-                 text_pair: str | Sequence[str] | None = None, *, add_special_tokens: bool = True,
-                 truncation: bool | str = False, max_length: int | None = None, stride: int = 0,
+    def __call__(self, text: str | Sequence[str] | Sequence[tuple[str, str]] | None = None,
+                 text_pair: str | Sequence[str] | None = None, *, text_target: str | Sequence[str] | None = None,
+                 text_pair_target: str | Sequence[str] | None = None, max_target_length: int | None = None,
+                 src_lang: str | None = None, tgt_lang: str | None = None, add_special_tokens: bool = True,
+                 truncation: bool | str | None = None, max_length: int | None = None, stride: int = 0,
                  return_overflowing_tokens: bool = False, return_offsets_mapping: bool = False,
                  padding: bool | str = False, pad_to_multiple_of: int | None = None,
                  return_attention_mask: bool | None = None, return_token_type_ids: bool | None = None,
                  return_special_tokens_mask: bool = False, return_tensors: str | None = None,
-                 padding_side: str | None = None) -> BatchEncoding:
+                 padding_side: str | None = None, is_split_into_words: bool = False) -> BatchEncoding:
         """Tokenize one text, one pair, or a batch of texts or pairs.
 
         Args:
             text: A string, a list of strings, or a list of ``(text, text_pair)`` tuples.
             text_pair: The second sequence(s), matching ``text`` (a str for a str, a list for a list).
+            text_target, text_pair_target: Target texts (sequence-to-sequence): their ids become ``labels``
+                (alone: the whole output), truncated to ``max_target_length`` (default ``max_length``).
+            src_lang, tgt_lang: Accepted and ignored, as by transformers' monolingual tokenizers.
             add_special_tokens: Add ``[CLS]``/``[SEP]`` (the backend's post-processor).
-            truncation: ``False``, ``True`` (= ``'longest_first'``), ``'only_first'`` or ``'only_second'``.
+            truncation: ``False``, ``True`` (= ``'longest_first'``), ``'only_first'`` or ``'only_second'``;
+                None (default): ``'longest_first'`` when ``max_length`` is given without ``padding='max_length'``
+                (transformers' rule), else none.
             max_length: Length limit, special tokens included; defaults to ``model_max_length`` when truncating.
             stride: Tokens repeated between consecutive overflowing windows.
             return_overflowing_tokens: Return every window of a truncated sequence, one row each, and
@@ -98,6 +120,8 @@ class EncodingMixin:
             return_tensors: None for Python lists, ``'pt'`` for torch tensors, ``'np'`` for numpy arrays.
             padding_side: ``'right'`` or ``'left'`` for this call (default: ``self.padding_side``); truncation
                 follows ``self.truncation_side``.
+            is_split_into_words: ``text`` (and ``text_pair``) are lists of words (a batch: lists of such lists),
+                joined with spaces; offsets then refer to the joined text.
 
         Returns:
             A BatchEncoding. For a single text without overflowing windows and without tensors the values
@@ -112,6 +136,28 @@ class EncodingMixin:
             return_token_type_ids = "token_type_ids" in self.model_input_names
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
+        if text_target is not None:
+            target = self(text_target, text_pair_target, add_special_tokens=add_special_tokens,
+                          truncation=truncation, max_length=max_target_length or max_length, padding=padding,
+                          pad_to_multiple_of=pad_to_multiple_of, return_tensors=return_tensors,
+                          padding_side=padding_side, is_split_into_words=is_split_into_words)
+            if text is None:
+                return target
+            out = self(text, text_pair, add_special_tokens=add_special_tokens, truncation=truncation,
+                       max_length=max_length, stride=stride, return_overflowing_tokens=return_overflowing_tokens,
+                       return_offsets_mapping=return_offsets_mapping, padding=padding,
+                       pad_to_multiple_of=pad_to_multiple_of, return_attention_mask=return_attention_mask,
+                       return_token_type_ids=return_token_type_ids,
+                       return_special_tokens_mask=return_special_tokens_mask, return_tensors=return_tensors,
+                       padding_side=padding_side, is_split_into_words=is_split_into_words)
+            out["labels"] = target["input_ids"]
+            return out
+        if text is None:
+            raise TypeError("pass text (or text_target)")
+        if is_split_into_words:
+            text, text_pair = join_words(text), join_words(text_pair)
+        if truncation is None:
+            truncation = "longest_first" if max_length is not None and padding != "max_length" else False
         inputs, batched = batch_inputs(text, text_pair)
         plan = plan_call(truncation=truncation, max_length=max_length, stride=stride, padding=padding,
                          pad_to_multiple_of=pad_to_multiple_of, model_max_length=self.model_max_length,
@@ -126,6 +172,8 @@ class EncodingMixin:
         columns = collect(encodings, overflowing=return_overflowing_tokens, token_type_ids=return_token_type_ids,
                           attention_mask=return_attention_mask, special_tokens_mask=return_special_tokens_mask,
                           offsets=return_offsets_mapping)
+        if plan.truncation is None and self.model_max_length < VERY_LARGE_INTEGER:
+            self._warn_if_too_long(max((len(e.ids) for e in encodings), default=0))
         windows = [(i, w) for i, enc in enumerate(encodings)
                    for w in ([enc, *enc.overflowing] if return_overflowing_tokens else [enc])]
         if return_offsets_mapping and any(any(shift) for shift, _ in shifts):
@@ -138,6 +186,14 @@ class EncodingMixin:
             out = BatchEncoding(columns)
         out._encodings = [w for _, w in windows]
         return out
+
+    def _warn_if_too_long(self, longest: int) -> None:
+        """transformers' warning, once per tokenizer, for a sequence longer than ``model_max_length``."""
+        if longest > self.model_max_length and not self.deprecation_warnings.get("sequence-length-is-longer"):
+            logger.warning("Token indices sequence length is longer than the specified maximum sequence length for "
+                           f"this model ({longest} > {self.model_max_length}). Running this sequence through the "
+                           "model will result in indexing errors")
+            self.deprecation_warnings["sequence-length-is-longer"] = True
 
     def _encode_batch(self, inputs: list[EncodeInput], plan: CallPlan, *, add_special_tokens: bool,
                       offsets: bool, padding_side: str = "right") -> list[Encoding]:
@@ -164,7 +220,7 @@ class EncodingMixin:
                 self._backend.no_padding()
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True,
-               padding: bool | str = False, truncation: bool | str | None = False, max_length: int | None = None,
+               padding: bool | str = False, truncation: bool | str | None = None, max_length: int | None = None,
                stride: int = 0, pad_to_multiple_of: int | None = None, padding_side: str | None = None,
                return_tensors: str | None = None) -> list[int] | Any:
         """Ids of one text (or pair), with special tokens by default.
@@ -210,6 +266,11 @@ class EncodingMixin:
         text, pair = (item, None) if pair is None else item
         with self._lock:
             return self._backend.encode(text, pair, add_special_tokens=add_special_tokens).tokens
+
+    def backend_snapshot(self) -> Tokenizer:
+        """A copy of the backend taken under the lock (no per-call truncation/padding settings), e.g. to save."""
+        with self._lock:
+            return Tokenizer.from_str(self._backend.to_str())
 
     # ------------------------------------------------------------------ decoding
     def decode(self, token_ids: int | Sequence[int] | Any, skip_special_tokens: bool = False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,12 +38,14 @@ CONFIG_KEYWORDS = ("padding_side", "truncation_side", "clean_up_tokenization_spa
                    "additional_special_tokens", "chat_template", "model_input_names")
 
 
-def load_tokenizer(files: TokenizerFiles, *, add_prefix_space: bool | None, model_max_length: int | None,
+def load_tokenizer(files: TokenizerFiles, classes: Mapping[str, type[BigBirdTokenizer]], *,
+                   add_prefix_space: bool | None, model_max_length: int | None,
                    overrides: dict | None = None) -> BigBirdTokenizer:
     """Build the tokenizer described by a folder's files (see ``BigBirdTokenizer.from_pretrained``).
 
     Args:
         files: The located files and parsed configs.
+        classes: Tokenizer class per kind (``"bigbird"``, ``"dna"``): ``BigBirdTokenizer.tokenizer_kinds()``.
         add_prefix_space: Override for SentencePiece tokenizers (None: from the files).
         model_max_length: Override of the config's value (None: from the config, else unlimited).
         overrides: Constructor keywords given to ``from_pretrained`` (they win over the config).
@@ -54,9 +57,6 @@ def load_tokenizer(files: TokenizerFiles, *, add_prefix_space: bool | None, mode
         ValueError: If the config names an unknown tokenizer kind.
         FileNotFoundError: If a DNA tokenizer has no tokenizer.json.
     """
-    from bigbird.tokenization.core import BigBirdTokenizer
-    from bigbird.tokenization.dna import DNATokenizer
-
     overrides = dict(overrides or {})
     config = {**files.config, **files.special_tokens_map}
     kind = config.get(KIND_KEY, "bigbird")
@@ -67,16 +67,19 @@ def load_tokenizer(files: TokenizerFiles, *, add_prefix_space: bool | None, mode
     tokens = {name: special_token(name, value) for name, value in raw.items()}
     extra = {k: config[k] for k in CONFIG_KEYWORDS if k in config and k != "model_input_names"}
     extra.update(overrides)
-    if kind == "dna":
+    if kind not in classes:
+        raise ValueError(f"unknown {KIND_KEY}={kind!r} in the tokenizer config of {files.source!r} "
+                         f"(known: {sorted(classes)})")
+    if kind != "bigbird":  # our other kinds (DNA) are saved backends with their own tokens
         if files.tokenizer_json is None:
-            raise FileNotFoundError(f"DNA tokenizer {files.source!r} has no {TOKENIZER_FILE}")
-        return DNATokenizer(read_backend(files.tokenizer_json), model_max_length=model_max_length, **tokens, **extra)
-    if kind != "bigbird":
-        raise ValueError(f"unknown {KIND_KEY}={kind!r} in the tokenizer config of {files.source!r}")
+            raise FileNotFoundError(f"{kind} tokenizer {files.source!r} has no {TOKENIZER_FILE}")
+        return classes[kind](read_backend(files.tokenizer_json), model_max_length=model_max_length, **tokens,
+                             **extra)
+    base = classes["bigbird"]
     if files.tokenizer_json is None:
         if add_prefix_space is None:
             add_prefix_space = bool(config.get("add_prefix_space", True))
-        tokenizer = BigBirdTokenizer(vocab_file=files.spm_model, add_prefix_space=add_prefix_space,
+        tokenizer = base(vocab_file=files.spm_model, add_prefix_space=add_prefix_space,
                                      model_max_length=model_max_length, **extra,
                                      **{n: v if isinstance(v, str) or v is None else tokens[n] for n, v in raw.items()})
         _input_names(tokenizer, config, files)
@@ -89,7 +92,7 @@ def load_tokenizer(files: TokenizerFiles, *, add_prefix_space: bool | None, mode
         if name not in tokens:  # no config: recognise the usual spellings in the vocabulary
             found = [t for t in _KNOWN_SPECIAL[name] if backend.token_to_id(t) is not None]
             tokens[name] = special_token(name, found[0]) if found else None
-    tokenizer = BigBirdTokenizer(backend, add_prefix_space=add_prefix_space, model_max_length=model_max_length,
+    tokenizer = base(backend, add_prefix_space=add_prefix_space, model_max_length=model_max_length,
                                  **tokens, **extra)
     tokenizer.vocab_file = files.spm_model
     if config.get("tokenizer_class") in BIGBIRD_CLASSES:
@@ -218,8 +221,7 @@ def save_backend(tokenizer: BigBirdTokenizer, folder: Path) -> Path:
         The path written.
     """
     path = folder / TOKENIZER_FILE
-    with tokenizer._lock:
-        tokenizer.backend_tokenizer.save(str(path))
+    tokenizer.backend_snapshot().save(str(path))
     return path
 
 
