@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import shutil
 import subprocess
 import sys
 import types
@@ -58,9 +59,14 @@ def test_a_registered_command_is_dispatched(monkeypatch, capsys):
 @pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="setuptools is needed to build")
 def test_installed_copy_finds_the_commands(tmp_path):
     """A real install (wheel metadata, no source tree next to it) registers the group."""
-    target = tmp_path / "site"
+    source, target = tmp_path / "src", tmp_path / "site"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):  # a copy: building in the checkout would leave build/ there
+        shutil.copy(ROOT / name, source / name)
+    for package in ("bigbird", *SHELLS):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                            "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=600)
+                            "--target", str(target), str(source)], capture_output=True, text=True, timeout=600)
     if build.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {build.stderr[-300:]}")
     code = ("import bigbird.commands as c, sys; assert c.__file__.startswith(sys.argv[1]), c.__file__; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -15,7 +16,8 @@ from bigbird.tasks.base import Encoded, TaskPipeline, sigmoid, softmax
 from bigbird.tasks.spec import TaskSpec, param
 from bigbird.windows import Window
 
-FUNCTIONS = ("softmax", "sigmoid", "none")
+Function = Literal["softmax", "sigmoid", "none"]
+FUNCTIONS: tuple[str, ...] = typing.get_args(Function)
 MULTI_LABEL_THRESHOLD = 0.5  # batch job: a label scoring at least this goes into the ``labels`` column
 
 
@@ -24,7 +26,7 @@ class TextClassificationParams:
     top_k: int | None = param(1, help="Labels per text; null for all. Leave it out for transformers' legacy "
                               "output (one dict per text)", ge=1,
                               cli="labels per input, printed as a list (default: the best label as one object)")
-    function_to_apply: Literal["softmax", "sigmoid", "none"] | None = param(
+    function_to_apply: Function | None = param(
         None, help="Score function (default: sigmoid for multi-label and one-label models, else softmax)")
 
 

@@ -6,6 +6,7 @@ bases comes back as one label per token, merged into entity spans with character
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -19,12 +20,13 @@ from bigbird.tasks.base import Encoded, TaskPipeline
 from bigbird.tasks.spec import TaskSpec, param
 from bigbird.windows import Window
 
-STRATEGIES = ("none", "simple")
+Strategy = Literal["simple", "none"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
 @dataclass
 class TokenClassificationParams:
-    aggregation_strategy: Literal["simple", "none"] = param(
+    aggregation_strategy: Strategy = param(
         "simple", help="Merge tokens into entity spans (simple) or list every token (none)",
         cli="merge tokens into entities (simple, default) or list every token (none)")
     ignore_labels: tuple[str, ...] = param(("O",), help="Labels (entity groups) left out of the result")
