@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from bigbird.checkpoint import read_state_dict
+from bigbird.checkpoint import check_config_fits_weights, read_state_dict
 from bigbird.config import _DEFAULTS, BigBirdConfig, _as_dtype
 
 M = TypeVar("M")
@@ -208,6 +208,8 @@ class PretrainedIO:
             config = config.copy(**kwargs)
         if state_dict is None:
             state_dict = read_state_dict(resolve_weights(name_or_path, **hub))
+        # Sizes the weights cannot hold fail here, before a huge model is built.
+        check_config_fits_weights(config, state_dict, str(name_or_path), check_sizes=not ignore_mismatched_sizes)
         with torch.device("meta"):
             model = cls(config, *model_args, **model_kwargs)
         model.load_report = model.load_hf_state_dict(state_dict, strict=strict, assign=True,

@@ -95,8 +95,6 @@ def test_fewer_layers_than_the_weights_pass_the_check(checkpoint):
     assert bigbird.BigBirdModel.from_pretrained(checkpoint).load_report.unused  # layer 1's weights
 
 
-@pytest.mark.xfail(strict=True, reason="needs modeling_utils.from_pretrained to call check_config_fits_weights "
-                                       "before building the model (the lead wires it; then drop this marker)")
 def test_from_pretrained_fails_before_building_a_model_that_cannot_fit(checkpoint, monkeypatch):
     _edit_config(checkpoint, num_hidden_layers=100000)
 
