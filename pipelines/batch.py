@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bigbird.tasks.spec import DEFAULT_STRIDE
 from pipelines import manifest, stages
 from pipelines.inputs import JobPlan, plan_job, scan_input
 from pipelines.progress import Progress, follow
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-columns", nargs="+", metavar="COLUMN[=NEW]",
                    help="input columns to copy into the output, optionally renamed (label=label_true)")
     p.add_argument("--max-length", type=int, help="tokens per window (default: the model's maximum)")
-    p.add_argument("--stride", type=int, help="overlap between windows, in tokens (default 128)")
+    p.add_argument("--stride", type=int, help=f"overlap between windows, in tokens (default {DEFAULT_STRIDE})")
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
     p.add_argument("--max-tokens", type=int, help="cap on tokens per forward pass")
     p.add_argument("--block-records", type=int, help="records per block, one result file each (default 256)")

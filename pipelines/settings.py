@@ -9,10 +9,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Names the job writes itself (see pipelines.stages.output_schema).
-RESULT_COLUMNS = frozenset({"id", "error", "num_windows", "num_tokens", "padding_tokens", "label", "score",
-                            "labels", "scores", "answer", "start", "end", "entities", "offset"})
-BATCH_TASKS = ("question-answering", "text-classification", "token-classification")
+from bigbird.tasks import RESULT_COLUMNS, SPECS
+from bigbird.tasks.spec import DEFAULT_STRIDE
+from bigbird.tasks.token_classification import Strategy
+
+# The tasks the batch job runs: those whose TaskSpec has batch result columns.
+BATCH_TASKS = tuple(sorted(name for name, spec in SPECS.items() if spec.columns is not None))
+# Settings passed to the task as parameters (pipelines.stages.batch_params); None means the task's default.
+TASK_PARAMS = ("top_k", "multi_label_threshold", "max_answer_len", "aggregation_strategy")
 
 
 class BatchSettings(BaseModel):
@@ -20,7 +24,7 @@ class BatchSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: Literal["question-answering", "text-classification", "token-classification"]
+    task: Literal[BATCH_TASKS]  # type: ignore[valid-type]
     model: str = Field(description="model folder or hub id")
     input: str = Field(description="parquet file or folder (any filesystem pyarrow reads)")
     output: str = Field(description="output folder for parquet")
@@ -32,7 +36,7 @@ class BatchSettings(BaseModel):
     keep_columns: list[str] = Field(default_factory=list,
                                     description="input columns copied to the output: NAME or NAME=NEW_NAME")
     max_length: int | None = Field(None, ge=8)
-    stride: int = Field(128, ge=0)
+    stride: int = Field(DEFAULT_STRIDE, ge=0)
     batch_size: int = Field(8, ge=1, description="windows per forward pass")
     max_tokens: int | None = Field(None, ge=1, description="cap on windows x padded length per forward pass")
     block_records: int = Field(256, ge=1, description="records per block at most (one result file per block)")
@@ -44,10 +48,12 @@ class BatchSettings(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch threads per CPU actor")
     address: str | None = None
     resume: bool = True
-    top_k: int = Field(1, ge=1)
-    multi_label_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    aggregation_strategy: Literal["simple", "none"] = "simple"
-    max_answer_len: int = Field(15, ge=1)
+    # Task parameters (TASK_PARAMS): None (unset) is the task's own batch default, read from its TaskSpec.
+    top_k: int | None = Field(None, ge=1, description="answers per question (question-answering)")
+    multi_label_threshold: float | None = Field(None, ge=0.0, le=1.0,
+                                                description="score a label needs (text-classification)")
+    aggregation_strategy: Strategy | None = Field(None, description="token-classification")
+    max_answer_len: int | None = Field(None, ge=1, description="tokens per answer (question-answering)")
     limit: int | None = Field(None, ge=1, description="score only the first N records (smoke runs)")
 
     @model_validator(mode="after")

@@ -23,31 +23,25 @@ import pyarrow.parquet as pq
 import torch
 
 from bigbird.config import BigBirdConfig
-from bigbird.tasks import task_class
+from bigbird.tasks import get_spec, task_class
 from bigbird.tasks.base import Encoded, TaskPipeline
 from bigbird.windows import RecordError, padded_length
 from pipelines import arrow_windows, manifest
 
-ENTITY = pa.struct([("label", pa.string()), ("score", pa.float64()), ("start", pa.int64()), ("end", pa.int64()),
-                    ("word", pa.string())])
-LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
-COMMON = [("error", pa.string()), ("num_windows", pa.int64()), ("num_tokens", pa.int64()),
-          ("padding_tokens", pa.int64())]
-TASK_FIELDS = {
-    "text-classification": [("label", pa.string()), ("score", pa.float64()), ("labels", pa.list_(pa.string())),
-                            ("scores", pa.list_(LABEL_SCORE))],
-    "question-answering": [("answer", pa.string()), ("score", pa.float64()), ("start", pa.int64()),
-                           ("end", pa.int64())],
-    "token-classification": [("entities", pa.list_(ENTITY)), ("offset", pa.int64())],
-}
 STATS = pa.schema([("name", pa.string()), ("records", pa.int64()), ("errors", pa.int64()), ("tokens", pa.int64()),
                    ("padding_tokens", pa.int64())])
 
 
 def output_schema(task: str, id_type: pa.DataType | None = None,
                   kept: tuple[tuple[str, pa.DataType], ...] = ()) -> pa.Schema:
-    """The result table's schema: the input's id type, fixed columns per task, the kept columns as they are."""
-    return pa.schema([("id", id_type or pa.string())] + COMMON + TASK_FIELDS[task] + list(kept))
+    """The result table's schema: the task's (:meth:`TaskSpec.result_schema`) with the input's id type and the
+    kept columns as they are in the input."""
+    schema = get_spec(task).result_schema()
+    if id_type is not None:
+        schema = schema.set(schema.get_field_index("id"), pa.field("id", id_type))
+    for name, kind in kept:
+        schema = schema.append(pa.field(name, kind))
+    return schema
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -193,10 +187,10 @@ class Scorer:
             torch.set_num_threads(threads)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         cls = task_class(task)
-        self.task, self.schema = task, schema
+        self.spec, self.schema = get_spec(task), schema
         self.pipe = cls(cls.model_class.from_pretrained(model), tokenizer(model), device=device,
                         batch_size=batch_size, max_length=max_length, stride=stride, max_tokens=max_tokens)
-        self.params = {**cls.default_params, **params}
+        self.params = {**self.spec.defaults(), **self.spec.batch_params, **params}
         self.block_size = self.pipe.config.block_size
         self.fs, self.root = filesystem(output_uri)
 
@@ -226,7 +220,7 @@ class Scorer:
         self.fs.move(temp, final)
 
     def _row(self, block: arrow_windows.Block, i: int, windows: list, outputs: list) -> dict[str, Any]:
-        row: dict[str, Any] = {name: None for name, _ in COMMON + TASK_FIELDS[self.task]}
+        row: dict[str, Any] = {name: None for name in self.schema.names[1:len(self.schema.names) - len(block.kept)]}
         row.update(num_windows=0, num_tokens=0, padding_tokens=0)
         encoded: Encoded | None = block.encoded[i]
         if encoded is None:
@@ -240,31 +234,20 @@ class Scorer:
         # Padding actually spent: the model pads each window to whole blocks (its batch shares that length).
         padding = sum(padded_length(len(w.input_ids), self.block_size) - len(w.input_ids) for w in windows)
         row.update(num_windows=len(windows), num_tokens=len(encoded.ids), padding_tokens=padding)
-        row.update(_task_columns(self.task, result, block.offsets[i], self.params))
+        row.update(self.spec.row(result, self.params, block.offsets[i]))
         return row
 
 
-def _task_columns(task: str, result: Any, offset: int | None, params: dict[str, Any]) -> dict[str, Any]:
-    if task == "text-classification":
-        threshold = params.get("multi_label_threshold", 0.5)
-        return {"label": result[0]["label"], "score": result[0]["score"], "scores": result,
-                "labels": [r["label"] for r in result if r["score"] >= threshold]}
-    if task == "question-answering":
-        best = result[0] if isinstance(result, list) else result
-        return {k: best[k] for k in ("answer", "score", "start", "end")}
-    shift = offset or 0
-    entities = [{"label": e.get("entity_group", e.get("entity")), "score": e["score"], "start": e["start"] + shift,
-                 "end": e["end"] + shift, "word": e["word"]} for e in result]
-    return {"entities": entities, "offset": offset}
-
-
 def batch_params(task: str, settings: Any) -> dict[str, Any]:
-    """The task parameters a batch job passes to the pipeline stages."""
-    if task == "text-classification":
-        return {"top_k": None, "multi_label_threshold": settings.multi_label_threshold}
-    if task == "question-answering":
-        return {"top_k": settings.top_k, "max_answer_len": settings.max_answer_len}
-    return {"aggregation_strategy": settings.aggregation_strategy}
+    """The task parameters a batch job passes to the pipeline stages: of the settings' task parameters
+    (:data:`pipelines.settings.TASK_PARAMS`) those the task takes, each the settings' value or, when unset,
+    the task's batch default (:attr:`TaskSpec.batch_params`, else its parameter default)."""
+    from pipelines.settings import TASK_PARAMS
+
+    spec = get_spec(task)
+    defaults = {**spec.defaults(), **spec.batch_params}
+    return {name: defaults[name] if getattr(settings, name) is None else getattr(settings, name)
+            for name in TASK_PARAMS if name in defaults}
 
 
 def default_threads(actors: int) -> int:
