@@ -7,25 +7,17 @@ entry per record; ``win_*`` columns one entry per window, ``win_record`` naming 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from bigbird.tasks.base import Encoded
-from bigbird.windows import Window
+from bigbird.tasks.base import Encoded, Prepared
+from bigbird.windows import RecordError, Window
 
 WINDOW_INTS = ("record", "index", "context_start", "token_start", "own_start", "own_end")
-
-
-def by_record(record_of: Sequence[int], n: int) -> list[list[int]]:
-    """Positions of the items of each of ``n`` records, given each item's record (the one grouping used)."""
-    groups: list[list[int]] = [[] for _ in range(n)]
-    for k, r in enumerate(record_of):
-        groups[r].append(k)
-    return groups
 
 
 def _one(values: pa.Array) -> pa.Array:
@@ -89,6 +81,13 @@ class Block:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def prepared(self, params: Mapping[str, Any]) -> Prepared:
+        """The block as the task pipeline's :class:`Prepared` records (for :meth:`TaskPipeline.finish`)."""
+        errors = {i: RecordError(e) for i, e in enumerate(self.errors) if self.encoded[i] is None}
+        encoded = [errors[i] if e is None else e for i, e in enumerate(self.encoded)]
+        tokens = [0 if e is None else len(e.ids) for e in self.encoded]
+        return Prepared([{"text": t} for t in self.texts], encoded, self.windows, errors, tokens, dict(params))
 
 
 def unpack(table: pa.Table, row: int) -> Block:

@@ -127,8 +127,8 @@ def plan_job(settings: BatchSettings) -> JobPlan:
 
     config = BigBirdConfig.from_json_file(resolve_file(settings.model, "config.json"))
     # The workers' pipeline, built once here: it checks max_length and stride against the model's limits.
-    pipe = task_class(settings.task)(None, stages.tokenizer(settings.model), config=config,
-                                     max_length=settings.max_length, stride=settings.stride)
+    pipe = task_class(settings.task).preparer(stages.tokenizer(settings.model), config,
+                                              max_length=settings.max_length, stride=settings.stride)
     scan = scan_input(settings)
     check_ids(settings, scan.rows)
     _check_output_apart(settings)

@@ -24,7 +24,7 @@ import torch
 
 from bigbird.config import BigBirdConfig
 from bigbird.tasks import get_spec, task_class
-from bigbird.tasks.base import Encoded, TaskPipeline
+from bigbird.tasks.base import Encoded, Prepared, TaskPipeline
 from bigbird.windows import RecordError, padded_length
 from pipelines import arrow_windows, manifest
 
@@ -118,8 +118,8 @@ def tokenizer(model: str):
 @functools.lru_cache(maxsize=4)
 def preprocessor(model: str, task: str, config: str, max_length: int, stride: int) -> TaskPipeline:
     """A model-less task pipeline, cached per worker process, from the config the driver read (JSON)."""
-    return task_class(task)(None, tokenizer(model), config=BigBirdConfig.from_dict(json.loads(config)),
-                            max_length=max_length, stride=stride)
+    return task_class(task).preparer(tokenizer(model), BigBirdConfig.from_dict(json.loads(config)),
+                                     max_length=max_length, stride=stride)
 
 
 def prepare_blocks(batch: pa.Table, *, model: str, task: str, config: str, max_length: int, stride: int,
@@ -152,21 +152,18 @@ def _prepare(pipe: TaskPipeline, name: str, table: pa.Table, id_column: str, tex
         questions = [question] * n
     offsets: list[Any] = integers(table.column(offset_column), "offset") if offset_column else [None] * n
     problems: dict[int, RecordError] = {}
-    validate = getattr(pipe.tokenizer, "validate", None)  # DNA vocabularies reject what they cannot encode
     for i in range(n):
         for value in (texts[i], None if questions is None else questions[i], offsets[i]):
             if isinstance(value, RecordError):
                 problems.setdefault(i, value)
-        if i not in problems and validate is not None and texts[i].strip():
-            try:
-                validate(texts[i])
-            except ValueError as e:
-                problems[i] = RecordError(str(e))
-    usable = [None if i in problems else texts[i] for i in range(n)]
-    encoded = pipe.encode(usable, None if questions is None else
-                          [None if i in problems else questions[i] for i in range(n)])
-    encoded = [problems.get(i, e) for i, e in enumerate(encoded)]
-    windows, errors = pipe.windows(encoded)
+    records = [{"text": None if i in problems else texts[i]} for i in range(n)]
+    if questions is not None:
+        for i, record in enumerate(records):
+            record["question"] = None if i in problems else questions[i]
+    prepared = pipe.prepare_records(records)  # tokenizes (with the vocabulary's checks) and windows
+    errors = {**prepared.errors, **problems}
+    encoded = [problems.get(i, e) for i, e in enumerate(prepared.encoded)]
+    windows = prepared.windows
     return arrow_windows.pack(
         name, table.column(id_column).combine_chunks(),
         texts=[None if i in errors else texts[i] for i in range(n)],
@@ -199,9 +196,11 @@ class Scorer:
         return pa.Table.from_pylist(stats, schema=STATS)
 
     def _score(self, block: arrow_windows.Block) -> dict[str, Any]:
-        outputs = self.pipe.score(block.windows, **self.params) if block.windows else []
-        groups = arrow_windows.by_record([w.record for w in block.windows], len(block))
-        rows = [self._row(block, i, [block.windows[k] for k in groups[i]], [outputs[k] for k in groups[i]])
+        prepared = block.prepared(self.params)
+        outputs = self.pipe.score(prepared.windows, **self.params) if prepared.windows else []
+        groups = prepared.windows_of()
+        results = self._finish(prepared, outputs, groups)
+        rows = [self._row(block, i, results[i], [prepared.windows[k] for k in groups.get(i, [])])
                 for i in range(len(block))]
         fields = self.schema.names[1:len(self.schema.names) - len(block.kept)]
         table = pa.Table.from_pylist(rows, schema=pa.schema([self.schema.field(f) for f in fields]))
@@ -219,18 +218,32 @@ class Scorer:
             pq.write_table(table, f)
         self.fs.move(temp, final)
 
-    def _row(self, block: arrow_windows.Block, i: int, windows: list, outputs: list) -> dict[str, Any]:
+    def _finish(self, prepared: Prepared, outputs: list, groups: dict[int, list[int]]) -> list[Any]:
+        """Per record its result or :class:`RecordError` (:meth:`TaskPipeline.finish`); if merging fails, the
+        records are merged one by one so that only the failing ones get an ``internal:`` error."""
+        try:
+            return self.pipe.finish(prepared, outputs)
+        except Exception:  # one record's failure must not fail the block
+            pass
+        results: list[Any] = []
+        for i, record in enumerate(prepared.records):
+            if i in prepared.errors:
+                results.append(prepared.errors[i])
+                continue
+            try:
+                results.append(self.pipe.merge(record, prepared.encoded[i], [prepared.windows[k] for k in groups[i]],
+                                               [outputs[k] for k in groups[i]], **prepared.params))
+            except Exception as e:
+                results.append(RecordError(f"internal: {type(e).__name__}: {e}"))
+        return results
+
+    def _row(self, block: arrow_windows.Block, i: int, result: Any, windows: list) -> dict[str, Any]:
         row: dict[str, Any] = {name: None for name in self.schema.names[1:len(self.schema.names) - len(block.kept)]}
         row.update(num_windows=0, num_tokens=0, padding_tokens=0)
-        encoded: Encoded | None = block.encoded[i]
-        if encoded is None:
-            row["error"] = block.errors[i]
+        if isinstance(result, RecordError):
+            row["error"] = str(result)
             return row
-        try:
-            result = self.pipe.merge({"text": block.texts[i]}, encoded, windows, outputs, **self.params)
-        except Exception as e:  # one record's failure must not fail the block
-            row["error"] = f"internal: {type(e).__name__}: {e}"
-            return row
+        encoded: Encoded = block.encoded[i]  # type: ignore[assignment]
         # Padding actually spent: the model pads each window to whole blocks (its batch shares that length).
         padding = sum(padded_length(len(w.input_ids), self.block_size) - len(w.input_ids) for w in windows)
         row.update(num_windows=len(windows), num_tokens=len(encoded.ids), padding_tokens=padding)

@@ -111,8 +111,13 @@ def test_windows_travel_as_arrow_lists_and_come_back_equal(task_models):
             assert np.array_equal(getattr(got, key), value), key
     for got, exp in zip(block.encoded, encoded):
         assert np.array_equal(got.ids, exp.ids) and np.array_equal(got.offsets, exp.offsets)
-    assert arrow_windows.by_record([w.record for w in windows], 2) == [
-        [k for k, w in enumerate(windows) if w.record == r] for r in (0, 1)]
+    prepared = block.prepared({"top_k": None})
+    assert prepared.windows_of() == {r: [k for k, w in enumerate(windows) if w.record == r] for r in (0, 1)}
+    assert prepared.errors == {} and prepared.tokens == [len(e.ids) for e in encoded]
+    assert [r["text"] for r in prepared.records] == texts and prepared.params == {"top_k": None}
+    # finish on the unpacked block merges exactly as the in-process pipeline does
+    got = pipe.finish(prepared, pipe.score(prepared.windows, top_k=None), {"top_k": None})
+    assert got == pipe(texts, top_k=None)
 
 
 def test_config_is_read_on_the_driver_only(task_models, tmp_path, monkeypatch):
