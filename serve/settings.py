@@ -6,12 +6,12 @@ pipeline's arguments. Every value is checked here, so a bad one fails before Ray
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bigbird import settings_io
 from bigbird.tasks.spec import DEFAULT_STRIDE
 
 MiB = 1024 * 1024
@@ -165,13 +165,9 @@ class ServeSettings(BaseModel):
 
 
 def format_errors(error: ValidationError) -> str:
-    """One line per bad field: ``port: Input should be less than or equal to 65535 (got 70000)``."""
-    lines = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "settings"
-        got = f" (got {json.dumps(e['input'], default=str)[:80]})" if e["type"] != "missing" else ""
-        lines.append(f"{where}: {e['msg']}{got}")
-    return "; ".join(lines)
+    """One clause per bad field: ``port: Input should be less than or equal to 65535 (got 70000)``
+    (:func:`bigbird.settings_io.format_errors` with the rejected values)."""
+    return settings_io.format_errors(error, show_input=True)
 
 
 def make_settings(values: dict[str, Any]) -> ServeSettings:
@@ -180,12 +176,7 @@ def make_settings(values: dict[str, Any]) -> ServeSettings:
     Raises:
         ValueError: Naming every bad field and its value.
     """
-    if not isinstance(values, dict):
-        raise ValueError(f"settings must be a mapping, got {type(values).__name__}")
-    try:
-        return ServeSettings.model_validate(values)
-    except ValidationError as e:
-        raise ValueError(f"invalid serve settings: {format_errors(e)}") from None
+    return settings_io.validate(ServeSettings, values, what="serve settings", show_input=True)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -194,21 +185,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     host and port.
 
     Raises:
-        ValueError: If the file is missing, not YAML, or holds no usable settings.
+        ValueError: If the file is missing (``config file 'x.yaml' does not exist``), not YAML, or holds no
+            usable settings.
     """
-    import yaml
-
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = settings_io.read_yaml(path, what="config file")
     except FileNotFoundError:
         raise ValueError(f"config file {str(path)!r} does not exist") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {e}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping, got {type(data).__name__}")
     if "applications" not in data:
         return data
     apps = [a for a in data["applications"] or [] if str(a.get("import_path", "")).startswith("serve.app:")]
