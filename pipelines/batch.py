@@ -21,6 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from bigbird import settings_io
+from bigbird.commands import UsageError, fail
 from bigbird.tasks.spec import DEFAULT_STRIDE
 from pipelines import manifest, stages
 from pipelines.inputs import JobPlan, plan_job, scan_input
@@ -182,27 +186,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> BatchSettings:
+    """The settings of the command line: ``--config``'s YAML file (:func:`bigbird.settings_io.read_yaml`) with
+    the flags on top.
+
+    Raises:
+        FileNotFoundError: If ``--config`` names no file.
+        UsageError: For invalid settings, one clause per bad field (:func:`bigbird.settings_io.format_errors`).
+    """
     values = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
-    if args.config:
-        return BatchSettings.from_yaml(args.config, **values)
-    return BatchSettings(**values)
+    try:
+        return BatchSettings.from_yaml(args.config, **values) if args.config else BatchSettings(**values)
+    except ValidationError as e:
+        raise UsageError(f"invalid batch settings: {settings_io.format_errors(e)}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``bigbird batch`` and ``python -m pipelines.batch``."""
+    """Entry point of ``bigbird batch`` and ``python -m pipelines.batch``; the exit status follows
+    :mod:`bigbird.commands` (1: the job could not run, 2: bad settings; ``BIGBIRD_DEBUG=1`` shows tracebacks)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = settings_from_args(args)
         stats = run(settings)
-    except (ValueError, FileNotFoundError) as e:
-        if os.environ.get("BIGBIRD_DEBUG"):
-            raise
-        message = str(e).splitlines()
-        if hasattr(e, "errors"):  # pydantic: one line per bad field
-            message = [f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors()]
-        print(f"bigbird batch: error: {'; '.join(message)}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        return fail("bigbird batch", e)
     print(f"bigbird batch: done: {stats.summary()}")
     print(f"bigbird batch: output: {settings.output}")
     return 0

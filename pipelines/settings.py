@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bigbird import settings_io
 from bigbird.tasks import RESULT_COLUMNS, SPECS
 from bigbird.tasks.spec import DEFAULT_STRIDE
 from bigbird.tasks.token_classification import Strategy
@@ -80,9 +79,13 @@ class BatchSettings(BaseModel):
         return pairs
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides) -> BatchSettings:
-        """Settings from a YAML mapping, with command-line overrides on top."""
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> BatchSettings:
+        """Settings from a YAML mapping (:func:`bigbird.settings_io.read_yaml`), with command-line overrides
+        (those not None) on top.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            ValueError: For a file that is not a YAML mapping; ``ValidationError`` for invalid settings.
+        """
+        data = settings_io.read_yaml(path, what="batch settings file")
         return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})

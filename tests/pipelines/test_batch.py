@@ -140,7 +140,14 @@ def test_cli_errors_are_one_line(capsys, task_models, tmp_path):
     code = batch.main(["--task", "text-classification", "--model", str(task_models["text-classification"]),
                        "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith("bigbird batch: error: cannot read input") and "\n" not in err
+    assert code == 1 and err.startswith("bigbird batch: error: cannot read input") and "\n" not in err
     code = batch.main(["--task", "text-classification", "--model", "m", "--input", "i", "--output", "o",
                        "--stride", "-1"])
     assert code == 2 and "stride" in capsys.readouterr().err
+    code = batch.main(["--config", str(tmp_path / "none.yaml")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err == f"bigbird batch: error: no such batch settings file: {str(tmp_path / 'none.yaml')!r}"
+    (tmp_path / "job.yaml").write_text("task: text-classification\nmodel: m\ninput: i\noutput: o\ntop_k: 0\n")
+    code = batch.main(["--config", str(tmp_path / "job.yaml"), "--stride", "-1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("bigbird batch: error: invalid batch settings: stride: ") and "top_k: " in err
