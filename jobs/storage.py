@@ -8,12 +8,15 @@ on the workers that builds its own client from the environment.
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from bigbird.paths import is_uri
+from bigbird.paths import JOB_CONFIG_VAR, is_uri
 
 if TYPE_CHECKING:
     from jobs.settings import StorageSettings
@@ -58,13 +61,24 @@ def filesystem(path: str, storage: StorageSettings) -> tuple[pafs.FileSystem | N
         raise ValueError(f"cannot open {path!r}: {e}") from None
 
 
-def runtime_env(storage: StorageSettings) -> dict[str, Any]:
-    """The part of a Ray runtime env that gives every worker the storage options (``{}`` when none are set)."""
+def runtime_env(storage: StorageSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The part of a Ray runtime env that gives every worker the storage options (``{}`` when none are set).
+
+    Under ``ray job submit`` Ray merges it into the submitted runtime env, refusing a variable set in both:
+    variables the submission sets (``--runtime-env-json``) are left to it.
+    """
     env: dict[str, str] = {}
     if storage.endpoint:
         env["AWS_ENDPOINT_URL"] = storage.endpoint
     if storage.region:
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = storage.region
+    raw = (os.environ if environ is None else environ).get(JOB_CONFIG_VAR)
+    if raw:
+        try:
+            submitted = (json.loads(raw).get("runtime_env") or {}).get("env_vars") or {}
+        except (ValueError, AttributeError):
+            submitted = {}
+        env = {k: v for k, v in env.items() if k not in submitted}
     return {"env_vars": env} if env else {}
 
 

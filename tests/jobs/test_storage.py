@@ -49,6 +49,9 @@ def test_storage_settings_reach_the_workers(ray_cluster):
     assert env == {"env_vars": {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_REGION": "eu-west-3",
                                 "AWS_DEFAULT_REGION": "eu-west-3"}}
     assert runtime_env(StorageSettings()) == {}
+    submitted = {"RAY_JOB_CONFIG_JSON_ENV_VAR": '{"runtime_env": {"env_vars": {"AWS_REGION": "us-east-2"}}}'}
+    assert runtime_env(storage, submitted) == {"env_vars": {"AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                                                            "AWS_DEFAULT_REGION": "eu-west-3"}}  # theirs win
 
     @ray.remote(num_cpus=0.1)
     def on_worker(fs: pafs.S3FileSystem) -> tuple[int, dict, dict]:
