@@ -32,7 +32,8 @@ from jobs.settings import PIPELINE_TASK, JobSettings, check_sources, load_settin
 EPILOG = """examples:
   bigbird finetune --config jobs/configs/rrna16s_phylum.yaml
   bigbird finetune --config jobs/configs/rrna16s_phylum.yaml --override train.max_steps=20 \\
-      --override data.limit=200 --override run.name=short     # a short run: 20 steps on 200 records
+      --override data.limit=200 --override run.name=short --override run.export_dir=outputs/models/short
+                                            # a short run: 20 steps on 200 records, its own run and export
   bigbird finetune --config jobs/configs/squad_qa.yaml --override train.epochs=1 --override scaling.num_workers=2
   ray job submit --working-dir . -- python -m jobs.finetune --config jobs/configs/rrna16s_phylum.yaml \\
       --base-dir "$PWD"      # relative paths (data/, outputs/) against the submitting directory
