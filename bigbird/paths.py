@@ -61,7 +61,8 @@ def _local(path: str) -> str | None:
 
 
 def resolve_path(path: str, *, setting: str, output: bool = False, base_dir: str | None = None,
-                 fix: str | None = None, environ: Mapping[str, str] | None = None,
+                 fix: str | None = None, base_option: str | None = "--base-dir",
+                 environ: Mapping[str, str] | None = None,
                  cwd: str | Path | None = None) -> str:
     """The path a setting means, by the rule in the module docstring.
 
@@ -72,6 +73,7 @@ def resolve_path(path: str, *, setting: str, output: bool = False, base_dir: str
         base_dir: Resolve relative paths against this absolute folder (the submitter's directory).
         fix: How to pass the value on the command line, with ``{path}`` for the value (default:
             ``--override SETTING={path}``).
+        base_option: The shell's option that sets ``base_dir``, suggested in the message (None: it has none).
         environ: The environment to look at (default ``os.environ``).
         cwd: The current directory (default ``os.getcwd()``).
 
@@ -103,8 +105,9 @@ def resolve_path(path: str, *, setting: str, output: bool = False, base_dir: str
     why = ("results written there are deleted with the job" if output else
            "it is not in the uploaded working dir (.gitignore'd files such as data/ are not uploaded)")
     example = (fix or f"--override {setting}={{path}}").format(path=f'"$PWD/{path}"')
+    base = (f", or add {base_option} \"$PWD\" to resolve every relative path against the submitting directory "
+            "(a local cluster or a shared filesystem)") if base_option else ""
     raise RelativePathError(
         f"{setting} {path!r} is a relative path, and this job ({submission}) runs under `ray job submit` in "
         f"Ray's temporary copy of the working dir ({here}): {why}. Pass an absolute path on storage the "
-        f"cluster's nodes see or a URI (s3://, gs://, file://), e.g. {example}, or add --base-dir \"$PWD\" to "
-        "resolve every relative path against the submitting directory (a local cluster or a shared filesystem)")
+        f"cluster's nodes see or a URI (s3://, gs://, file://), e.g. {example}{base}")

@@ -34,9 +34,10 @@ def test_submitted_job_refuses_relative_paths_it_cannot_honour(tmp_path):
                                                 r"not in the uploaded working dir.*--override data.train=\"\$PWD/data/rrna16s\""):
         resolve_path("data/rrna16s", setting="data.train", environ=SUBMITTED, cwd=tmp_path)
     (tmp_path / "outputs").mkdir()  # an output is refused even when the folder came with the upload
-    with pytest.raises(RelativePathError, match="run.storage_path 'outputs/runs'.*deleted with the job.*--output"):
-        resolve_path("outputs/runs", setting="run.storage_path", output=True, fix="--output {path}",
+    with pytest.raises(RelativePathError, match="--output 'outputs/runs'.*deleted with the job.*--output ") as e:
+        resolve_path("outputs/runs", setting="--output", output=True, fix="--output {path}", base_option=None,
                      environ=SUBMITTED, cwd=tmp_path)
+    assert "--base-dir" not in str(e.value)  # a shell without that option is not told to use it
 
 
 def test_submitted_job_reads_inputs_that_came_with_the_working_dir(tmp_path):
