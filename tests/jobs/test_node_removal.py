@@ -2,7 +2,8 @@
 head and three 2-CPU worker raylets on this machine): the run resumes from its last checkpoint and finishes.
 
 Train workers take 2 CPUs each, so they land on the worker nodes (the head has 1 CPU, for the data tasks);
-once the run has registered a checkpoint, a node holding a train worker is killed without grace. The third
+once Ray Train has registered a checkpoint (uploaded is not enough: a removal in between restarts the run from
+scratch), the node of one train worker is removed and its processes killed. The third
 worker node gives the restarted group room, as an autoscaler's replacement node would. The recovery time
 (node removed -> first checkpoint of the restarted group) and the step it resumed from are printed (``-s``).
 
