@@ -45,12 +45,14 @@ def read_records(path: str, settings: JobSettings) -> Any:
     import ray.data
 
     from jobs.settings import parquet_columns
+    from jobs.storage import filesystem
 
     cols = settings.data.columns
     wanted = required_columns(settings)
     wanted += [getattr(cols, role) for role in OPTIONAL_COLUMNS.get(settings.task, ())
-               if getattr(cols, role) in parquet_columns(path)]
-    return ray.data.read_parquet(path).select_columns(wanted)
+               if getattr(cols, role) in parquet_columns(path, settings.storage)]
+    fs, inner = filesystem(path, settings.storage)
+    return ray.data.read_parquet(inner, filesystem=fs).select_columns(wanted)
 
 
 def _split(batch: pa.Table, *, id_column: str, fraction: float, seed: int, holdout: bool) -> pa.Table:

@@ -2,7 +2,11 @@
 
     bigbird finetune --config jobs/configs/rrna16s_phylum.yaml [--address RAY_ADDRESS] [--override k=v ...]
     python -m jobs.finetune --config ...
-    ray job submit --working-dir . -- python -m jobs.finetune --config ...
+    ray job submit --working-dir . -- python -m jobs.finetune --config ... --base-dir "$PWD"
+
+Paths follow :func:`bigbird.paths.resolve_path`: URIs and absolute paths as given; relative ones against
+``--base-dir`` or the current directory, except that under ``ray job submit`` a relative path that did not come
+with the uploaded working dir (``data/``, every output) is refused before any work.
 
 Re-running the same command (same ``run.name`` and ``run.storage_path``) resumes from the run's latest
 checkpoint. At the end the best checkpoint (or the last, ``run.export: last``) is copied, without optimizer
@@ -21,12 +25,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.settings import PIPELINE_TASK, JobSettings, check_sources, is_uri, load_settings
+from bigbird.hub import is_local
+from bigbird.paths import RelativePathError, is_uri, resolve_path
+from jobs.settings import PIPELINE_TASK, JobSettings, check_sources, load_settings
 
 EPILOG = """examples:
   bigbird finetune --config jobs/configs/rrna16s_phylum.yaml
+  bigbird finetune --config jobs/configs/rrna16s_phylum.yaml --override train.max_steps=20 \\
+      --override data.limit=200 --override run.name=short --override run.export_dir=outputs/models/short
+                                            # a short run: 20 steps on 200 records, its own run and export
   bigbird finetune --config jobs/configs/squad_qa.yaml --override train.epochs=1 --override scaling.num_workers=2
-  ray job submit --working-dir . -- python -m jobs.finetune --config jobs/configs/wiki_mlm.yaml
+  ray job submit --working-dir . -- python -m jobs.finetune --config jobs/configs/rrna16s_phylum.yaml \\
+      --base-dir "$PWD"      # relative paths (data/, outputs/) against the submitting directory
+
+Under `ray job submit` the driver runs in a temporary copy of the working dir without its .gitignore'd files:
+pass --base-dir "$PWD" (a local cluster, or a filesystem every node shares), absolute paths or URIs
+(s3://, gs://; endpoint and region in the storage section). A relative path it cannot honour is refused.
 
 Overrides use dotted keys and YAML values: train.lr=3e-4, data.eval_fraction=0.1, model.unigram.vocab_size=512.
 Re-running a command with the same run.name resumes from its latest checkpoint."""
@@ -41,29 +55,52 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "new local cluster)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="change a setting, e.g. train.lr=1e-4 (repeatable)")
+    parser.add_argument("--base-dir", default=None, metavar="DIR",
+                        help="resolve relative paths of the job file against DIR (absolute; e.g. \"$PWD\" "
+                             "under ray job submit)")
     parser.add_argument("--check", action="store_true", help="validate the settings and inputs, then exit")
     return parser
 
 
 # ------------------------------------------------------------------------------------------- the pieces
-def _absolute(path: str) -> str:
-    return path if is_uri(path) else str(Path(path).expanduser().resolve())
+def _model_path(value: str | None, setting: str, base_dir: str | None) -> str | None:
+    """A model / tokenizer setting: a path by :func:`resolve_path` when it names one, else kept (a hub id,
+    ``dna``, ``unigram``)."""
+    if value is None or value in ("dna", "unigram"):
+        return value
+    under_base = base_dir is not None and (Path(base_dir).expanduser() / value).exists()
+    return resolve_path(value, setting=setting, base_dir=base_dir) if is_uri(value) or is_local(value) \
+        or under_base else value
 
 
-def _absolute_if_local(path: str | None) -> str | None:
-    return _absolute(path) if path is not None and not is_uri(path) and Path(path).expanduser().exists() else path
+def resolve_paths(settings: JobSettings, base_dir: str | None = None) -> JobSettings:
+    """Every path setting by :func:`bigbird.paths.resolve_path` (absolute, so Ray workers, which do not share
+    the driver's working directory, find them; ``file://`` made local); idempotent.
 
+    Raises:
+        bigbird.paths.RelativePathError: A relative path under ``ray job submit`` that cannot work there.
+    """
+    refused: list[RelativePathError] = []
 
-def resolve_paths(settings: JobSettings) -> JobSettings:
-    """Local paths made absolute: Ray workers do not share the driver's working directory."""
-    run = settings.run.model_copy(update={"storage_path": _absolute(settings.run.storage_path),
-                                          "export_dir": _absolute(settings.export_path())})
-    m = settings.model
-    model = m.model_copy(update={"from_pretrained": _absolute_if_local(m.from_pretrained),
-                                 "tokenizer": _absolute_if_local(m.tokenizer) if m.tokenizer not in ("dna", "unigram")
-                                 else m.tokenizer})
-    data = settings.data.model_copy(update={"train": _absolute_if_local(settings.data.train),
-                                            "eval": _absolute_if_local(settings.data.eval)})
+    def rule(value: str | None, setting: str, output: bool = False) -> str | None:
+        try:
+            if setting.startswith("model."):
+                return _model_path(value, setting, base_dir)
+            return None if value is None else resolve_path(value, setting=setting, output=output, base_dir=base_dir)
+        except RelativePathError as e:
+            refused.append(e)
+            return value
+
+    d, m = settings.data, settings.model
+    data = d.model_copy(update={"train": rule(d.train, "data.train"), "eval": rule(d.eval, "data.eval")})
+    model = m.model_copy(update={"from_pretrained": rule(m.from_pretrained, "model.from_pretrained"),
+                                 "tokenizer": rule(m.tokenizer, "model.tokenizer")})
+    run = settings.run.model_copy(update={
+        "storage_path": rule(settings.run.storage_path, "run.storage_path", output=True),
+        "export_dir": rule(settings.export_path(), "run.export_dir", output=True)})
+    if refused:  # the first in full, the others by name: one line
+        others = [str(e).split(" ", 1)[0] for e in refused[1:]]
+        raise RelativePathError(str(refused[0]) + (f" (the same for {', '.join(others)})" if others else ""))
     return settings.model_copy(update={"run": run, "model": model, "data": data})
 
 
@@ -74,9 +111,11 @@ def train_texts(settings: JobSettings, sample: int | None = None) -> list[str]:
     import pyarrow.dataset as pads
 
     from bigbird.splits import in_holdout
+    from jobs.storage import filesystem
 
     d = settings.data
-    table = pads.dataset(d.train, format="parquet").to_table(columns=[d.columns.id, d.columns.text])
+    fs, inner = filesystem(d.train, settings.storage)
+    table = pads.dataset(inner, filesystem=fs, format="parquet").to_table(columns=[d.columns.id, d.columns.text])
     ids, texts = table.column(0).to_pylist(), table.column(1).to_pylist()
     if d.eval_fraction is not None:
         held = in_holdout(ids, d.eval_fraction, d.split_seed)
@@ -136,14 +175,24 @@ def choose_checkpoint(result: Any, settings: JobSettings) -> tuple[Any, dict[str
     return result.checkpoint, latest[0] if latest else dict(result.metrics or {})
 
 
-def export_checkpoint(checkpoint: Any, export_dir: str) -> Path:
-    """Copy a checkpoint (minus optimizer state) to ``export_dir``, replacing an earlier export there.
+def export_checkpoint(checkpoint: Any, export_dir: str, storage: Any = None) -> str:
+    """Copy a checkpoint (minus optimizer state) to ``export_dir`` (a folder, or a URI written with the
+    ``storage`` options), replacing an earlier export there.
 
     Raises:
-        FileExistsError: If ``export_dir`` is a non-empty folder that is not a model folder.
+        FileExistsError: If ``export_dir`` is a non-empty local folder that is not a model folder.
     """
+    import tempfile
+
+    from jobs.settings import StorageSettings
+    from jobs.storage import upload_folder
     from jobs.train_loop import OPTIMIZER_FILE
 
+    if is_uri(export_dir):
+        with checkpoint.as_directory() as src, tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(src, Path(tmp) / "model", ignore=shutil.ignore_patterns(OPTIMIZER_FILE))
+            upload_folder(str(Path(tmp) / "model"), export_dir, storage or StorageSettings())
+        return export_dir
     dst = Path(export_dir)
     if dst.exists() and (not dst.is_dir() or (any(dst.iterdir()) and not (dst / "config.json").exists())):
         raise FileExistsError(f"run.export_dir {str(dst)!r} exists and is not a model folder; choose another")
@@ -154,10 +203,10 @@ def export_checkpoint(checkpoint: Any, export_dir: str) -> Path:
     if dst.exists():
         shutil.rmtree(dst)
     staging.rename(dst)
-    return dst
+    return str(dst)
 
 
-def run(settings: JobSettings, *, address: str | None = None) -> dict[str, Any]:
+def run(settings: JobSettings, *, address: str | None = None, base_dir: str | None = None) -> dict[str, Any]:
     """Prepare the data, train on the cluster, export; returns a summary (export folder, metrics, ...).
 
     Raises:
@@ -169,18 +218,20 @@ def run(settings: JobSettings, *, address: str | None = None) -> dict[str, Any]:
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from jobs.data import prepare
+    from jobs.storage import filesystem, runtime_env
     from jobs.train_loop import FAIL_MARKER, SCORE, train_loop
 
     started = time.perf_counter()
-    settings = resolve_paths(settings)
-    if not ray.is_initialized():
-        ray.init(address=address)
+    settings = resolve_paths(settings, base_dir)
+    if not ray.is_initialized():  # the storage options reach every worker of the job through its runtime env
+        ray.init(address=address, runtime_env=runtime_env(settings.storage) or None)
     check_model_fits(settings)
     tokenizer = resolve_tokenizer(settings)
     prepared = prepare(settings, tokenizer)
     s = settings.scaling
     use_gpu = s.use_gpu if s.use_gpu != "auto" else ray.cluster_resources().get("GPU", 0) >= s.num_workers
     storage = settings.run.storage_path
+    storage_fs, storage_inner = filesystem(storage, settings.storage)
     marker = None if is_uri(storage) else str(Path(storage) / settings.run.name / FAIL_MARKER)
     for ds in (prepared.train, prepared.eval):
         if ds is not None:  # no progress bars from every worker's reads (they interleave with its log lines)
@@ -194,7 +245,7 @@ def run(settings: JobSettings, *, address: str | None = None) -> dict[str, Any]:
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}),
         run_config=RunConfig(
-            name=settings.run.name, storage_path=storage,
+            name=settings.run.name, storage_path=storage_inner, storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=settings.run.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=settings.run.num_to_keep, checkpoint_score_attribute=SCORE,
                                                checkpoint_score_order="max")),
@@ -204,7 +255,7 @@ def run(settings: JobSettings, *, address: str | None = None) -> dict[str, Any]:
     )
     result = trainer.fit()
     checkpoint, chosen = choose_checkpoint(result, settings)
-    export = export_checkpoint(checkpoint, settings.export_path())
+    export = export_checkpoint(checkpoint, settings.export_path(), settings.storage)
     return {"export_dir": str(export), "task": PIPELINE_TASK[settings.task], "checkpoint": checkpoint.path,
             "metrics": {k: v for k, v in chosen.items() if isinstance(v, (int, float, str))},
             "run_dir": str(result.path), "counts": prepared.counts,
@@ -216,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config, args.override)
+        settings = resolve_paths(settings, args.base_dir)  # before any work: refuses paths that cannot work
         check_sources(settings)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -226,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ray.train import TrainingFailedError
 
     try:
-        summary = run(settings, address=args.address)
+        summary = run(settings, address=args.address, base_dir=args.base_dir)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

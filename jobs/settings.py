@@ -1,6 +1,6 @@
 """Job settings: YAML (plus ``key=value`` overrides) -> validated pydantic models.
 
-A job file has six sections; every field has a default except ``task``, ``model`` and ``data.train``::
+A job file has seven sections; every field has a default except ``task``, ``model`` and ``data.train``::
 
     task: text-classification          # question-answering | text-classification | token-classification | masked-lm
     model: {from_scratch: {...}, tokenizer: dna}   # or {from_pretrained: FOLDER_OR_HUB_ID}
@@ -8,6 +8,10 @@ A job file has six sections; every field has a default except ``task``, ``model`
     train: {batch_size: 8, lr: 1e-3, epochs: 3}
     scaling: {num_workers: 2, use_gpu: auto}
     run: {name: rrna16s-phylum, storage_path: outputs/runs}
+    storage: {endpoint: http://minio.internal:9000, region: us-east-1, anonymous: false}   # object storage
+
+Paths may be local, absolute or URIs (``s3://``, ``gs://``, ``file://``); :func:`bigbird.paths.resolve_path` is
+the rule for relative ones (``ray job submit`` refuses those it cannot honour).
 
 Pure validation lives in the models; :func:`check_sources` does the I/O checks (files exist, columns are there).
 """
@@ -22,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bigbird import settings_io
 from bigbird.hub import is_local
+from bigbird.paths import is_uri
 from bigbird.tasks import SPECS
 
 # Training task names (``masked-lm`` for fill-mask), their aliases and inference pipeline (bigbird.tasks) names:
@@ -39,7 +44,6 @@ REQUIRED_COLUMNS = {"question-answering": ("id", "text", "question", "answers"),
                     "text-classification": ("id", "text", "label"),
                     "token-classification": ("id", "text", "spans"),
                     "masked-lm": ("id", "text")}
-_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 class _Section(BaseModel):
@@ -192,6 +196,23 @@ class RunSettings(_Section):
     num_to_keep: int | None = Field(2, ge=1)
 
 
+class StorageSettings(_Section):
+    """Object-storage options for ``s3://`` and ``gs://`` paths; the workers get them through the filesystem
+    object and the job's runtime env (``AWS_ENDPOINT_URL``, ``AWS_REGION``)."""
+
+    endpoint: str | None = Field(None, description="S3-compatible or GCS endpoint, e.g. http://minio:9000 "
+                                                   "(default: the provider's)")
+    region: str | None = Field(None, description="bucket region, e.g. eu-west-3 (S3)")
+    anonymous: bool = Field(False, description="no credentials: public buckets")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?://)?[A-Za-z0-9.\[\]:_-]+(:[0-9]+)?/?$", value):
+            raise ValueError(f"storage.endpoint {value!r} must look like http://host:port or host:port")
+        return value
+
+
 class JobSettings(_Section):
     """A whole job; see the module docstring for the YAML layout."""
 
@@ -201,6 +222,7 @@ class JobSettings(_Section):
     train: TrainSettings = Field(default_factory=TrainSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     run: RunSettings = Field(default_factory=RunSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @field_validator("task", mode="before")
     @classmethod
@@ -261,12 +283,8 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
 
 
 # ------------------------------------------------------------------------------------------ I/O checks
-def is_uri(path: str) -> bool:
-    return bool(_URI.match(path))
-
-
-def parquet_columns(path: str) -> list[str]:
-    """Column names of a parquet file / folder / URI.
+def parquet_columns(path: str, storage: StorageSettings | None = None) -> list[str]:
+    """Column names of a parquet file / folder / URI (opened with the ``storage`` options).
 
     Raises:
         FileNotFoundError: If a local path does not exist.
@@ -274,10 +292,13 @@ def parquet_columns(path: str) -> list[str]:
     """
     import pyarrow.dataset as pads
 
+    from jobs.storage import filesystem
+
     if not is_uri(path) and not Path(path).exists():
         raise FileNotFoundError(f"no such parquet file or folder: {path!r}")
     try:
-        dataset = pads.dataset(path, format="parquet")
+        fs, inner = filesystem(path, storage or StorageSettings())
+        dataset = pads.dataset(inner, filesystem=fs, format="parquet")
         if not is_uri(path) and not dataset.files:
             raise ValueError("no parquet files")
         return dataset.schema.names
@@ -305,7 +326,7 @@ def check_sources(settings: JobSettings) -> None:
     for split, path in (("data.train", d.train), ("data.eval", d.eval)):
         if path is None:
             continue
-        names = parquet_columns(path)
+        names = parquet_columns(path, settings.storage)
         missing = [c for c in required_columns(settings) if c not in names]
         if missing:
             raise ValueError(f"{split} {path!r} lacks columns {missing} needed for {settings.task} "

@@ -3,7 +3,9 @@
 # corpus (5,181 genes, fetched from Debian's microbiomeutil-data), a batch job on a local Ray cluster
 # scoring every gene's phylum with the committed BigBird classifier, and a report against the true labels.
 #
-#   bash scripts/main_job.sh                 # everything (about 5-10 minutes on 2 cores)
+#   bash scripts/main_job.sh                 # everything: 2-12 minutes on 2 cores (under 2 min with cached
+#                                            # wheels on a quiet machine; more when pip downloads torch or
+#                                            # the machine is busy: Ray workers run at low priority)
 #   MAIN_JOB_LIMIT=300 bash scripts/main_job.sh   # a shorter run (CI)
 #   VENV=.ci-venv bash scripts/main_job.sh   # reuse another environment
 set -euo pipefail

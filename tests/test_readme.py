@@ -27,13 +27,15 @@ COVERAGE: list[tuple[str, str]] = [
     (r"bigbird batch --task text-classification --model models/rrna16s-phylum", "ci"),
     (r"python -m corpora\.genome ", "here:test_genome_command"),
     (r"bigbird batch --help", "here:test_help_commands"),
-    (r"ray job submit --working-dir \. -- python -m pipelines\.batch", "here:test_module_entry_points"),
+    (r"ray job submit --working-dir \. -- python -m pipelines\.batch",
+     "test:tests/test_submit.py::test_readme_batch_submit_runs_on_a_local_cluster"),
     (r"bigbird serve --model models/rrna16s-phylum", "test:tests/serve/test_serve.py::test_cli_serves_until_interrupted"),
     (r"curl -s localhost:8000/v1/text-classification", "test:tests/serve/test_serve.py::test_endpoint_matches_pipeline"),
     (r"serve run serve/config\.yaml", "here:test_serve_config"),
     (r"serve deploy serve/config\.yaml", "here:test_serve_config"),
     (r"bigbird finetune --config jobs/configs/rrna16s_phylum\.yaml", "here:test_finetune_config"),
-    (r"ray job submit --working-dir \. -- python -m jobs\.finetune", "here:test_module_entry_points"),
+    (r"ray job submit --working-dir \. -- python -m jobs\.finetune",
+     "test:tests/test_submit.py::test_readme_finetune_submit_runs_on_a_local_cluster"),
 ]
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from jobs.finetune import main
 from jobs.settings import JobSettings, check_sources, load_settings
@@ -143,6 +145,46 @@ def test_cli_help(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "--override" in out and "resumes" in out and "ray job submit" in out
+    assert "train.max_steps=20" in out and "data.limit=200" in out and "--base-dir" in out  # a short run
+
+
+def _submitted(monkeypatch, workdir: Path) -> None:
+    """This process as the driver of a submitted job: Ray's supervisor variable set, cwd the uploaded copy."""
+    from bigbird.paths import JOB_CONFIG_VAR
+
+    monkeypatch.setenv(JOB_CONFIG_VAR, json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_1.zip"},
+                                                   "metadata": {"job_submission_id": "raysubmit_test"}}))
+    monkeypatch.chdir(workdir)
+
+
+def test_cli_under_job_submit_refuses_relative_data_before_any_work(tmp_path, monkeypatch, capsys):
+    import ray
+
+    upload, home = tmp_path / "upload", tmp_path / "home"
+    (upload / "jobs").mkdir(parents=True)
+    (home / "data").mkdir(parents=True)
+    table = pa.table({"id": ["a", "b"], "text": ["ACGT", "TTGA"], "label": ["x", "y"]})
+    pq.write_table(table, home / "data" / "x.parquet")
+    (upload / "jobs" / "job.yaml").write_text(yaml.safe_dump(settings(data__train="data/x.parquet")))
+    _submitted(monkeypatch, upload)
+    initialized = ray.is_initialized()
+    assert main(["--config", "jobs/job.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "error: data.train 'data/x.parquet' is a relative path" in err and "raysubmit_test" in err
+    assert 'data.train="$PWD/data/x.parquet"' in err and '--base-dir "$PWD"' in err
+    assert err.count("\n") == 1 and "(the same for run.storage_path, run.export_dir)" in err  # all, one line
+    assert ray.is_initialized() == initialized  # refused before joining the cluster
+    # The submitter's directory as base: every relative path resolves against it; the job file still comes
+    # from the upload.
+    assert main(["--config", "jobs/job.yaml", "--base-dir", str(home), "--check"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["data"]["train"] == str(home / "data" / "x.parquet")
+    assert shown["run"]["storage_path"] == str(home / "outputs" / "runs")
+    assert shown["run"]["export_dir"] == str(home / "outputs" / "models" / "bigbird-job")
+    # An absolute path needs no base; a relative output is refused even when the input is absolute.
+    assert main(["--config", "jobs/job.yaml", "--override", f"data.train={home}/data/x.parquet"]) == 2
+    err = capsys.readouterr().err
+    assert "run.storage_path 'outputs/runs' is a relative path" in err and "deleted with the job" in err
 
 
 def test_local_paths_become_absolute_for_the_workers(tmp_path, monkeypatch):
