@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from bigbird import settings_io
 from bigbird.commands import UsageError, fail
+from bigbird.paths import resolve_path
 from bigbird.tasks.spec import DEFAULT_STRIDE
 from pipelines import manifest, stages
 from pipelines.inputs import JobPlan, plan_job, scan_input
@@ -200,13 +201,23 @@ def settings_from_args(args: argparse.Namespace) -> BatchSettings:
         raise UsageError(f"invalid batch settings: {settings_io.format_errors(e)}") from None
 
 
+def with_resolved_paths(settings: BatchSettings) -> BatchSettings:
+    """``--input``/``--output`` by the one path rule (:func:`bigbird.paths.resolve_path`): URIs and absolute paths
+    as given, relative ones against this directory; under ``ray job submit`` a relative output, or an input
+    that did not come with the upload, is refused before any work."""
+    return settings.model_copy(update={
+        "input": resolve_path(settings.input, setting="--input", fix="--input {path}", base_option=None),
+        "output": resolve_path(settings.output, setting="--output", output=True, fix="--output {path}",
+                               base_option=None)})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``bigbird batch`` and ``python -m pipelines.batch``; the exit status follows
     :mod:`bigbird.commands` (1: the job could not run, 2: bad settings; ``BIGBIRD_DEBUG=1`` shows tracebacks)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = settings_from_args(args)
+        settings = with_resolved_paths(settings_from_args(args))
         stats = run(settings)
     except (Exception, KeyboardInterrupt) as e:
         return fail("bigbird batch", e)

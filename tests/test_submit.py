@@ -159,9 +159,6 @@ def test_readme_finetune_submit_runs_on_a_local_cluster(head, project):
     assert (project / "outputs" / "runs" / "rrna16s-phylum").is_dir()  # checkpoints in the submitter's folder
 
 
-@pytest.mark.xfail(strict=True, reason="pipelines/batch.py passes num_cpus to ray.init when --address is not "
-                                       "given, but ray job submit sets RAY_ADDRESS: 'When connecting to an "
-                                       "existing cluster, num_cpus and num_gpus must not be provided'")
 def test_readme_batch_submit_runs_on_a_local_cluster(head, project):
     """The README's batch command as written: absolute input and output under the submitter's folder."""
     command = _readme_submit("pipelines.batch")
