@@ -14,7 +14,7 @@ and torch's global random state are never touched. Two draws (``plan``):
   1024, 2048, 3072 and 4096 the original draws its "paper plan" over 4,096 positions with random blocks
   among the first 1,024 tokens and keeps the first ``n-2`` rows, whatever ``max_position_embeddings`` is;
   at every other length it draws the per-head plan. Checked against the original's own draws
-  (``shared/reference/original_random_blocks.json``) in ``tests/test_layout.py``.
+  (``shared/reference/original_random_blocks.json``) in ``tests/bigbird/test_layout.py``.
 * ``"transformers"``: transformers' training-mode draw. transformers' port lists only 1024, 3072 and 4096 as
   paper lengths and draws over ``max_position_embeddings`` positions, so it deviates from the original at
   2,048 tokens (it draws the per-head plan there) and, at the paper lengths, whenever

@@ -75,7 +75,7 @@ def _reference_qa(folder, question, context, top_k, random_eval=False):
 
 
 # Trailing whitespace is left out: transformers 5's BigBirdTokenizer keeps a trailing "▁" that its own
-# SentencePiece conversion (and sentencepiece) drop; we follow the conversion (see tests/test_tokenizer.py).
+# SentencePiece conversion (and sentencepiece) drop; we follow the conversion (see tests/bigbird/test_tokenizer.py).
 @pytest.mark.parametrize("context", [SHORT, TEXT[:600].rstrip()])
 def test_question_answering_equals_transformers_model(task_models, context):
     folder = task_models["question-answering"]

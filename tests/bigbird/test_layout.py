@@ -16,7 +16,7 @@ from bigbird.layout import random_blocks, sparse_layout
 from tests.helpers import random_batch, save_reference
 
 # The original's own draws (google-research/bigbird, seed = layer index); see fixtures/reference/README.md.
-REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "reference" / "original_random_blocks.json")
+REFERENCE = json.loads((Path(__file__).parents[1] / "fixtures" / "reference" / "original_random_blocks.json")
                        .read_text())["cases"]
 SETTINGS = sorted({(c["seq_len"], c["block_size"], c["num_random_blocks"], c["num_heads"]) for c in REFERENCE})
 

@@ -2,7 +2,7 @@
 
 References (test-only dependencies):
 - ``sp``: the sentencepiece library itself, the reference for ids (see ``bigbird.tokenization.spmtext`` and
-  ``tests/test_tokenizer_spm_parity.py`` for the corpora);
+  ``tests/bigbird/test_tokenizer_spm_parity.py`` for the corpora);
 - ``hf_conv``: transformers' BigBirdTokenizer around transformers' own ``BigBirdConverter`` conversion of the
   spm model (what transformers 4 and hub ``tokenizer.json`` files give): the features (truncation, padding,
   offsets, decoding) are compared with it on texts where its ids agree with sentencepiece (no trailing

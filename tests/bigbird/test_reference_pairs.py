@@ -78,7 +78,7 @@ def test_qa_windows_equal_transformers_inputs_and_logits(full_folder, reference)
 
 
 def test_qa_pipeline_answers_equal_transformers_model(qa_folder):
-    from tests.test_tasks import _reference_qa
+    from tests.bigbird.test_tasks import _reference_qa
 
     ours = pipeline("question-answering", qa_folder)
     for question, context in _pairs(4):

@@ -18,7 +18,7 @@ import bigbird
 from bigbird import cli, commands
 from bigbird.commands import CommandError, UsageError, exit_status, fail, one_line
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 SHELLS = ("pipelines", "serve", "jobs")
 
 
