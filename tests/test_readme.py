@@ -26,6 +26,8 @@ COVERAGE: list[tuple[str, str]] = [
     (r"python -m pipelines\.corpora fetch rrna16s --dest data", "ci"),
     (r"bigbird batch --task text-classification --model models/rrna16s-phylum", "ci"),
     (r"python -m pipelines\.genome ", "here:test_genome_command"),
+    (r"python -m pipelines\.corpora fetch nctc11397", "test:tests/pipelines/test_genome_tagger.py::test_readme_batch_command_on_a_chromosome_slice"),
+    (r"bigbird batch --task token-classification --model models/kaptive-cds", "test:tests/pipelines/test_genome_tagger.py::test_readme_batch_command_on_a_chromosome_slice"),
     (r"bigbird batch --help", "here:test_help_commands"),
     (r"ray job submit --working-dir \. -- python -m pipelines\.batch", "here:test_module_entry_points"),
     (r"bigbird serve --model models/rrna16s-phylum", "test:tests/serve/test_serve.py::test_cli_serves_until_interrupted"),
