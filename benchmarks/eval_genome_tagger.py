@@ -1,0 +1,182 @@
+"""Score BigBird gene taggers and pyrodigal on held-out Kaptive loci and on an unseen chromosome.
+
+    python benchmarks/eval_genome_tagger.py --model models/kaptive-cds \
+        --baseline outputs/models/kaptive-cds-512 --test data/kaptive-split/test \
+        --chromosome data/_raw/files/pyrodigal-3.7.1-*/pyrodigal/tests/data/GCF_001457455.1_NCTC11397_genomic.fna.gz
+
+Per sequence set and method: per-base F1 of coding (either strand) vs non-coding, and gene-level recall and
+precision (:func:`corpora.genome.cds.gene_counts`: same strand, overlap >= 80% of both spans; tagger spans
+shorter than ``--min-gene-length`` bases are dropped first, as a gene caller's minimum length).
+Held-out loci are scored against their annotation. The chromosome has no annotation in the wheel: its
+reference is pyrodigal's own single-genome prediction (trained on the chromosome), so there pyrodigal is
+the reference and the rows measure agreement with it, not truth; pyrodigal's metagenomic mode is shown as
+a second, independent caller.
+
+Prints a markdown table; ``--json`` also writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from corpora.genome.cds import (  # noqa: E402
+    Span,
+    base_counts,
+    base_f1,
+    base_labels,
+    gene_counts,
+    gene_scores,
+    iter_spans,
+    spans_of,
+)
+
+TRIVIAL = "every base CDS+ (trivial)"
+Caller = Callable[[Sequence[str]], list[list[Span]]]
+
+
+def tagger(folder: str, *, batch_size: int = 4, stride: int = 256, min_length: int = 0) -> Caller:
+    """A caller running the token-classification pipeline of a saved model on each sequence.
+
+    Returns:
+        Per sequence, the predicted spans (per-base runs of ``CDS+`` / ``CDS-``), those shorter than
+        ``min_length`` dropped.
+    """
+    from bigbird.tasks import pipeline
+
+    pipe = pipeline("token-classification", folder, batch_size=batch_size, stride=stride)
+
+    def call(texts: Sequence[str]) -> list[list[Span]]:
+        return [spans_of(pipe(t), min_length=min_length) for t in texts]
+
+    return call
+
+
+def pyrodigal_caller(*, meta: bool) -> Caller:
+    """pyrodigal genes as spans: ``meta`` uses its pre-trained metagenomic models, else it trains on each sequence."""
+    import pyrodigal
+
+    def call(texts: Sequence[str]) -> list[list[Span]]:
+        out = []
+        for text in texts:
+            finder = pyrodigal.GeneFinder(meta=meta)
+            if not meta:
+                finder.train(text)
+            genes = finder.find_genes(text)
+            out.append([(g.begin - 1, g.end, "CDS+" if g.strand == 1 else "CDS-") for g in genes])
+        return out
+
+    return call
+
+
+def every_base_forward(texts: Sequence[str]) -> list[list[Span]]:
+    """The trivial caller: the whole sequence is one forward-strand CDS (per-base F1 = F1 of "all coding")."""
+    return [[(0, len(t), "CDS+")] for t in texts]
+
+
+def score(predicted: Sequence[Sequence[Span]], truth: Sequence[Sequence[Span]], lengths: Sequence[int],
+          min_length: int) -> dict[str, float]:
+    """Per-base F1 of coding vs non-coding and per-base accuracy of the 3 tags (``O``, ``CDS+``, ``CDS-``) on
+    all predicted bases; gene recall / precision on predictions of at least ``min_length`` bases."""
+    bases = np.zeros(4, dtype=np.int64)
+    genes = np.zeros(4, dtype=np.int64)
+    same = 0
+    for pred, true, n in zip(predicted, truth, lengths):
+        p, t = base_labels(pred, n), base_labels(true, n)
+        bases += base_counts(p, t)
+        same += int(np.sum(p == t))
+        genes += gene_counts([s for s in pred if s[1] - s[0] >= min_length], true)
+    recall, precision = gene_scores(genes)
+    return {"base_f1": base_f1(bases), "base_accuracy": same / max(1, sum(lengths)),
+            "gene_recall": recall, "gene_precision": precision,
+            "genes_true": int(genes[1]), "genes_predicted": int(genes[3])}
+
+
+def read_chromosome(path: str) -> tuple[list[str], list[str]]:
+    """(ids, sequences) of a FASTA file (plain or gzip)."""
+    from corpora.genome import iter_fasta
+
+    records = list(iter_fasta(path))
+    return [r.id for r in records], [r.sequence for r in records]
+
+
+def evaluate(args: argparse.Namespace) -> list[dict]:
+    """Every (sequence set, method) row of the table."""
+    methods: dict[str, Caller] = {}
+    if args.model:
+        methods[f"BigBird, {args.model}"] = tagger(args.model)
+    if args.baseline:
+        methods[f"BigBird, {args.baseline}"] = tagger(args.baseline)
+    rows: list[dict] = []
+    if args.test:
+        loci = pq.read_table(args.test, columns=["id", "text", "spans"]).to_pylist()[: args.limit]
+        texts = [r["text"] for r in loci]
+        truth = [list(iter_spans(r)) for r in loci]
+        sets = {f"held-out loci ({len(loci)}, {sum(map(len, texts)) / 1e6:.2f} Mbp), vs annotation":
+                (texts, truth, {"pyrodigal (meta)": pyrodigal_caller(meta=True), TRIVIAL: every_base_forward})}
+    else:
+        sets = {}
+    if args.chromosome:
+        _, texts = read_chromosome(args.chromosome)
+        reference = pyrodigal_caller(meta=False)(texts)  # trained on and run over the whole chromosome
+        if args.chromosome_bases:  # then the region: its first N bases and the reference genes inside it
+            texts = [t[: args.chromosome_bases] for t in texts]
+            reference = [[g for g in genes if g[1] <= args.chromosome_bases] for genes in reference]
+        sets[f"chromosome NCTC11397 ({sum(map(len, texts)) / 1e6:.2f} Mbp), vs pyrodigal (single) calls"] = (
+            texts, reference, {"pyrodigal (meta)": pyrodigal_caller(meta=True), TRIVIAL: every_base_forward})
+    for name, (texts, truth, extra) in sets.items():
+        lengths = [len(t) for t in texts]
+        for method, call in {**methods, **extra}.items():
+            clock = time.perf_counter()
+            predicted = call(texts)
+            seconds = time.perf_counter() - clock
+            row = {"set": name, "method": method, **score(predicted, truth, lengths, args.min_gene_length),
+                   "seconds": round(seconds, 1)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: Sequence[dict]) -> str:
+    """The rows as a markdown table."""
+    lines = ["| sequences | method | per-base F1 (coding) | per-base accuracy (3 tags) | gene recall | gene precision "
+             "| genes (ref / predicted) | seconds |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['set']} | {r['method']} | {r['base_f1']:.3f} | {r['base_accuracy']:.3f} | "
+                     f"{r['gene_recall']:.3f} | "
+                     f"{r['gene_precision']:.3f} | {r['genes_true']} / {r['genes_predicted']} | {r['seconds']} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the evaluation and print the table; exit 0."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="the long-window tagger folder")
+    p.add_argument("--baseline", help="the 512-position baseline folder")
+    p.add_argument("--test", help="held-out loci (parquet with spans): data/kaptive-split/test")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N held-out loci")
+    p.add_argument("--chromosome", help="FASTA of the unseen genome (the NCTC11397 file of the pyrodigal wheel)")
+    p.add_argument("--chromosome-bases", type=int, default=None, help="score only its first N bases")
+    p.add_argument("--min-gene-length", type=int, default=90, help="tagger spans shorter than this are no gene")
+    p.add_argument("--json", help="also write the rows to this file")
+    args = p.parse_args(argv)
+    rows = evaluate(args)
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
