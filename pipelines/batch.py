@@ -97,6 +97,8 @@ def run(settings: BatchSettings, report: Callable[[str], None] | None = None) ->
     """
     start = time.perf_counter()
     report = report or (lambda line: print(f"bigbird batch: {line}", file=sys.stderr, flush=True))
+    # Resolved on the driver: workers of a running cluster have other working directories.
+    settings = with_resolved_paths(settings)
     job = plan_job(settings)
     progress = Progress(total=sum(p.rows for p in job.parts), skipped=job.skipped)
     if job.parts:
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = with_resolved_paths(settings_from_args(args))
+        settings = settings_from_args(args)
         stats = run(settings)
     except (Exception, KeyboardInterrupt) as e:
         return fail("bigbird batch", e)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from bigbird.splits import in_holdout
 from corpora.format import write_corpus
 
 STRANDS = ("CDS+", "CDS-")
@@ -51,9 +52,7 @@ def reverse_complement(row: dict) -> dict:
 
 
 def split_rows(rows: Sequence[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """(train, test) rows: test = ids held out by :func:`jobs.examples.in_holdout`, as the job splits."""
-    from jobs.examples import in_holdout  # the job's hash, so both sides agree on what is held out
-
+    """(train, test) rows: test = ids held out by :func:`bigbird.splits.in_holdout`, as the job splits."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
     held = in_holdout([r["id"] for r in rows], fraction, seed)
