@@ -1,0 +1,180 @@
+"""huggingface_hub's own InferenceClient, unmodified, against the service: every task, both ways of pointing it
+at us (``base_url`` = the service root, ``model=`` = the task URL), sync and async, with the parameters the
+client sends. The hub endpoint points at a closed local port, so nothing leaves the machine."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import pytest
+import requests
+
+from tests.serve.common import BOTCHAN, LONG, TIMEOUT, assert_close, expected, post
+
+hub = pytest.importorskip("huggingface_hub")
+from huggingface_hub import AsyncInferenceClient, InferenceClient  # noqa: E402
+from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
+
+QA = {"question": "Who was the father?", "context": BOTCHAN[:600]}
+
+
+@pytest.fixture(autouse=True)
+def online_to_nowhere(monkeypatch):
+    """The client online (it refuses every request in offline mode), its hub a closed local port."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_TOKEN", "unused")  # no token lookup on disk
+
+
+def clients(urls: dict[str, str], task: str) -> list[InferenceClient]:
+    return [InferenceClient(base_url=urls[task], timeout=TIMEOUT),
+            InferenceClient(model=f"{urls[task]}/v1/{task}", timeout=TIMEOUT)]
+
+
+def plain(out: Any) -> Any:
+    """The client's output dataclasses -> dicts of the fields the service sent (None fields dropped)."""
+    if isinstance(out, list):
+        return [plain(o) for o in out]
+    return {k: v for k, v in dataclasses.asdict(out).items() if v is not None}
+
+
+def check(out: Any, want: Any, where: str = "") -> None:
+    """The client's parse of our answer equals ``want`` on the fields its output type has (the Inference API
+    spec has no ``index`` for tokens: the client drops it)."""
+    if isinstance(out, list):
+        assert isinstance(want, list) and len(out) == len(want), f"{where}: {out!r} vs {want!r}"
+        for o, w in zip(out, want):
+            check(o, w, where)
+        return
+    names = {f.name for f in dataclasses.fields(out)}
+    assert_close(plain(out), {k: v for k, v in want.items() if k in names}, where)
+
+
+# (client method, its arguments, the same request in the service's own terms)
+CALLS: dict[str, list[tuple[dict[str, Any], Any, dict[str, Any]]]] = {
+    "text-classification": [
+        ({"text": "A short review."}, "A short review.", {}),
+        ({"text": LONG, "top_k": 3}, LONG, {"top_k": 3}),
+        ({"text": "A short review.", "top_k": 2, "function_to_apply": "sigmoid"}, "A short review.",
+         {"top_k": 2, "function_to_apply": "sigmoid"}),
+    ],
+    "fill-mask": [
+        ({"text": "The [MASK] sat on the mat."}, "The [MASK] sat on the mat.", {}),
+        ({"text": "The [MASK] sat on the mat.", "top_k": 2}, "The [MASK] sat on the mat.", {"top_k": 2}),
+    ],
+    "question-answering": [
+        (dict(QA), QA, {}),
+        ({**QA, "top_k": 2, "max_answer_len": 5, "handle_impossible_answer": True}, QA,
+         {"top_k": 2, "max_answer_len": 5, "handle_impossible_answer": True}),
+    ],
+    "token-classification": [
+        ({"text": "Alice flew from Paris to Tokyo."}, "Alice flew from Paris to Tokyo.", {}),
+        ({"text": LONG, "aggregation_strategy": "none", "ignore_labels": []}, LONG,
+         {"aggregation_strategy": "none", "ignore_labels": []}),
+    ],
+}
+METHOD = {t: t.replace("-", "_") for t in CALLS}
+
+
+@pytest.mark.parametrize("task", sorted(CALLS))
+def test_client_matches_pipeline(urls, references, task):
+    """Both ways of pointing the client at us give what the pipeline gives, in the Inference API's shape."""
+    for kwargs, inputs, params in CALLS[task]:
+        want = expected(references, task, inputs, params)
+        if task == "text-classification":
+            want = want[0]  # the client takes the single input's list
+        for client in clients(urls, task):
+            out = getattr(client, METHOD[task])(**kwargs)
+            check(out, want, f"{task} {kwargs}")
+
+
+@pytest.mark.parametrize("task", sorted(CALLS))
+def test_async_client(urls, references, task):
+    kwargs, inputs, params = CALLS[task][-1]
+    want = expected(references, task, inputs, params)
+    want = want[0] if task == "text-classification" else want
+
+    async def call_both() -> list[Any]:
+        async with AsyncInferenceClient(base_url=urls[task], timeout=TIMEOUT) as a, \
+                AsyncInferenceClient(model=f"{urls[task]}/v1/{task}", timeout=TIMEOUT) as b:
+            return await asyncio.gather(getattr(a, METHOD[task])(**kwargs), getattr(b, METHOD[task])(**kwargs))
+
+    for out in asyncio.run(call_both()):
+        check(out, want, task)
+
+
+def test_text_classification_shapes(urls):
+    """Single input -> ``[[{label, score}, ...]]``; a batch -> one list per input; top_k is honoured."""
+    url = urls["text-classification"]
+    one = post(url, {"inputs": "A short review.", "parameters": {"top_k": 2}}).json()
+    assert isinstance(one, list) and len(one) == 1 and len(one[0]) == 2 and set(one[0][0]) == {"label", "score"}
+    many = post(url, {"inputs": ["A short review.", LONG, "x"]}).json()
+    assert [len(r) for r in many] == [1, 1, 1]
+    assert one[0][0]["score"] >= one[0][1]["score"]
+
+
+def test_options_accepted(urls):
+    r = post(urls["text-classification"], {"inputs": "A short review.",
+                                           "options": {"wait_for_model": True, "use_cache": False}})
+    assert r.status_code == 200, r.text
+    r = post(urls["text-classification"], {"inputs": "x", "options": {"wait": True}})
+    assert r.status_code == 422 and "options.wait" in r.json()["error"], r.text
+
+
+def test_qa_window_parameters(urls, references):
+    """doc_stride / max_seq_len cut the windows as given: the answer matches a pipeline built with them."""
+    from bigbird.tasks import pipeline
+
+    ref = references["question-answering"]
+    question = {"question": "What did he do?", "context": LONG}
+    client = InferenceClient(base_url=urls["question-answering"], timeout=TIMEOUT)
+    out = client.question_answering(**question, doc_stride=32, max_seq_len=128, max_question_len=3,
+                                    align_to_words=False)
+    mirror = pipeline("question-answering", ref.model, ref.tokenizer, max_length=128, stride=32)
+    ids = ref.tokenizer(question["question"], add_special_tokens=False)["input_ids"]
+    short_q = ref.tokenizer.decode(ids[:3])
+    assert len(ids) > 3 and ref.tokenizer(short_q, add_special_tokens=False)["input_ids"] == ids[:3]
+    want = mirror({"question": short_q, "context": LONG})
+    check(out, want)
+    default = client.question_answering(**question)
+    check(default, ref(question))
+
+
+def test_token_classification_stride(urls, references):
+    from bigbird.tasks import pipeline
+
+    ref = references["token-classification"]
+    client = InferenceClient(model=f"{urls['token-classification']}/v1/token-classification", timeout=TIMEOUT)
+    out = client.token_classification(LONG, stride=16, aggregation_strategy="none")
+    mirror = pipeline("token-classification", ref.model, ref.tokenizer, stride=16)
+    check(out, mirror(LONG, aggregation_strategy="none"))
+
+
+@pytest.mark.parametrize("task,kwargs,name", [
+    ("question-answering", {**QA, "align_to_words": True}, "align_to_words"),
+    ("question-answering", {**QA, "max_seq_len": 100000}, "max_seq_len"),
+    ("question-answering", {**QA, "doc_stride": 100, "max_seq_len": 64}, "doc_stride"),
+    ("token-classification", {"text": "x y", "stride": 100000}, "stride"),
+])
+def test_unsupported_values_named(urls, task, kwargs, name):
+    client = InferenceClient(base_url=urls[task], timeout=TIMEOUT)
+    with pytest.raises(HfHubHTTPError) as info:
+        getattr(client, METHOD[task])(**kwargs)
+    assert info.value.response.status_code == 422
+    assert name in info.value.response.json()["error"]
+
+
+def test_root_and_task_path_agree(urls):
+    for task in sorted(CALLS):
+        kwargs, inputs, params = CALLS[task][0]
+        a = post(urls[task] + "/", {"inputs": inputs, "parameters": params})
+        b = post(f"{urls[task]}/v1/{task}", {"inputs": inputs, "parameters": params})
+        assert a.status_code == b.status_code == 200, (a.text, b.text)
+        assert_close(a.json(), b.json())
+    assert requests.get(urls["fill-mask"] + "/healthz", timeout=TIMEOUT).status_code == 200
