@@ -178,3 +178,88 @@ def test_root_and_task_path_agree(urls):
         assert a.status_code == b.status_code == 200, (a.text, b.text)
         assert_close(a.json(), b.json())
     assert requests.get(urls["fill-mask"] + "/healthz", timeout=TIMEOUT).status_code == 200
+
+
+def test_fill_mask_targets(urls, references):
+    """targets: the full-vocabulary probabilities of just those words, ranked among themselves."""
+    text = "The [MASK] sat on the mat."
+    client = InferenceClient(base_url=urls["fill-mask"], timeout=TIMEOUT)
+    full = plain(client.fill_mask(text, top_k=6))
+    chosen = [full[3], full[1]]
+    words = [ref_word(references, c["token"]) for c in chosen]
+    out = plain(client.fill_mask(text, targets=words, top_k=5))
+    assert [o["token"] for o in out] == [full[1]["token"], full[3]["token"]]
+    assert_close([o["score"] for o in out], [full[1]["score"], full[3]["score"]])
+    one = plain(client.fill_mask(text, targets=words, top_k=1))
+    assert [o["token"] for o in one] == [full[1]["token"]]
+
+
+def ref_word(references: dict[str, Any], token: int) -> str:
+    """A token as a word a user would type (the SentencePiece word marker dropped)."""
+    return references["fill-mask"].tokenizer.convert_ids_to_tokens([token])[0].lstrip("\u2581")
+
+
+def word_spans(tokens: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Tokens (aggregation "none") grouped into words: a new word at the word marker or after a gap."""
+    words: list[list[dict[str, Any]]] = []
+    for t in tokens:
+        if not words or t["word"].startswith("\u2581") or t["start"] > words[-1][-1]["end"]:
+            words.append([t])
+        else:
+            words[-1].append(t)
+    return words
+
+
+def merge_words(text: str, labelled: list[tuple[str, float, int, int]]) -> list[dict[str, Any]]:
+    """transformers' grouping of labelled words: a run of one tag (a B- starts a new one), mean score."""
+    groups: list[list[tuple[str, float, int, int]]] = []
+    for w in labelled:
+        bi, tag = (w[0][0], w[0][2:]) if w[0][:2] in ("B-", "I-") else ("I", w[0])
+        prev = groups[-1][-1][0] if groups else None
+        prev_tag = None if prev is None else prev[2:] if prev[:2] in ("B-", "I-") else prev
+        if groups and tag == prev_tag and bi != "B":
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    out = []
+    for g in groups:
+        tag = g[0][0][2:] if g[0][0][:2] in ("B-", "I-") else g[0][0]
+        if tag == "O":
+            continue
+        start, end = g[0][2], g[-1][3]
+        out.append({"entity_group": tag, "score": sum(w[1] for w in g) / len(g), "word": text[start:end].strip(),
+                    "start": start, "end": end})
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["first", "max", "average"])
+def test_word_aggregation_strategies(urls, references, strategy):
+    """first / max / average label whole words, then merge them: checked against the per-token output
+    (first, max) and against the model's own probabilities (average), on a one-window text."""
+    import torch
+
+    text = "Alice flew from Paris to Tokyo, then walked home slowly."
+    client = InferenceClient(base_url=urls["token-classification"], timeout=TIMEOUT)
+    tokens = post(urls["token-classification"], {"inputs": text, "parameters": {"aggregation_strategy": "none",
+                                                                               "ignore_labels": []}}).json()
+    words = word_spans(tokens)
+    if strategy == "first":
+        labelled = [(w[0]["entity"], w[0]["score"], w[0]["start"], w[-1]["end"]) for w in words]
+    elif strategy == "max":
+        labelled = [(b["entity"], b["score"], w[0]["start"], w[-1]["end"])
+                    for w in words for b in [max(w, key=lambda t: t["score"])]]
+    else:
+        ref = references["token-classification"]
+        tok = ref.tokenizer
+        ids = [tok.cls_token_id, *tok(text, add_special_tokens=False)["input_ids"], tok.sep_token_id]
+        with torch.no_grad():
+            probs = torch.softmax(ref.model(input_ids=torch.tensor([ids])).logits[0, 1:-1].double(), -1)
+        labelled, at = [], 0
+        for w in words:
+            mean = probs[at : at + len(w)].mean(0)
+            k = int(mean.argmax())
+            labelled.append((ref.model.config.id2label[k], float(mean[k]), w[0]["start"], w[-1]["end"]))
+            at += len(w)
+        assert at == len(probs)
+    out = client.token_classification(text, aggregation_strategy=strategy)
+    check(out, merge_words(text, labelled), strategy)
