@@ -263,3 +263,31 @@ def test_word_aggregation_strategies(urls, references, strategy):
         assert at == len(probs)
     out = client.token_classification(text, aggregation_strategy=strategy)
     check(out, merge_words(text, labelled), strategy)
+
+
+def test_strategies_and_targets_equal_transformers(urls, task_models):
+    """The served first / average / max entities and fill-mask targets equal transformers' pipelines on the
+    same weights (a one-window text)."""
+    transformers = pytest.importorskip("transformers")
+
+    def hf(task: str) -> Any:
+        folder = str(task_models[task])
+        return transformers.pipeline(task, model=folder, tokenizer=folder, device=-1)
+
+    text = "I was showing it to my friends, reflecting its pretty blades against the rays of the sun."
+    tagger = hf("token-classification")
+    client = InferenceClient(base_url=urls["token-classification"], timeout=TIMEOUT)
+    for strategy in ("first", "average", "max"):
+        ours = plain(client.token_classification(text, aggregation_strategy=strategy))
+        theirs = tagger(text, aggregation_strategy=strategy)
+        assert len(ours) == len(theirs) > 0, (strategy, ours, theirs)
+        for x, y in zip(ours, theirs):
+            assert (x["start"], x["end"], x["entity_group"]) == (y["start"], y["end"], y["entity_group"]), strategy
+            assert x["score"] == pytest.approx(float(y["score"]), abs=1e-5), strategy
+    filler = hf("fill-mask")
+    masked = "I was showing it to my [MASK], reflecting its pretty blades."
+    targets = ["friends", "sun", "blades"]
+    ours = plain(InferenceClient(base_url=urls["fill-mask"], timeout=TIMEOUT).fill_mask(masked, targets=targets))
+    theirs = filler(masked, targets=targets)
+    assert [o["token"] for o in ours] == [t["token"] for t in theirs]
+    assert_close([o["score"] for o in ours], [float(t["score"]) for t in theirs])

@@ -107,7 +107,7 @@ def test_unserved_task_is_404(urls):
     ("text-classification", {"inputs": 5}, ["inputs"]),
     ("text-classification", {"inputs": "x", "parameters": {"top_k": "many"}}, ["parameters.top_k"]),
     ("text-classification", {"inputs": "x", "parameters": {"bogus": 1}}, ["parameters.bogus"]),
-    ("token-classification", {"inputs": "x", "parameters": {"aggregation_strategy": "max"}},
+    ("token-classification", {"inputs": "x", "parameters": {"aggregation_strategy": "maximum"}},
      ["parameters.aggregation_strategy"]),
     ("question-answering", {"inputs": {"question": "Who?"}}, ["inputs.", "context"]),
     ("text-classification", {"inputs": ""}, ["input 0", "empty text"]),
@@ -225,7 +225,7 @@ def test_cli_serves_until_interrupted(urls, ray_cluster, task_models, tmp_path):
         serving = next(line for line in lines if line.startswith("serving "))  # Ray may log lines first
         assert f"{url}/v1/text-classification" in serving and f"{url}/docs" in serving
         r = post(f"{url}/v1/text-classification", {"inputs": "hello"})
-        assert r.status_code == 200 and r.json()[0]["label"] in ("NEG", "POS")
+        assert r.status_code == 200 and r.json()[0][0]["label"] in ("NEG", "POS")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
     finally:
