@@ -291,3 +291,37 @@ def test_strategies_and_targets_equal_transformers(urls, task_models):
     theirs = filler(masked, targets=targets)
     assert [o["token"] for o in ours] == [t["token"] for t in theirs]
     assert_close([o["score"] for o in ours], [float(t["score"]) for t in theirs])
+
+
+def test_multi_task_config(urls, task_models):
+    """serve/config.multi.yaml: a classifier and a QA model side by side in one Serve config, each its own
+    application and route, both answering the stock client (models swapped for the tiny test ones)."""
+    from pathlib import Path
+
+    import yaml
+    from ray import serve
+    from ray.serve import RunTarget
+    from ray.serve.schema import ServeDeploySchema
+
+    from serve.app import build_app
+
+    config = yaml.safe_load((Path(__file__).parents[2] / "serve" / "config.multi.yaml").read_text())
+    validate = getattr(ServeDeploySchema, "model_validate", None) or ServeDeploySchema.parse_obj
+    validate(config)  # a valid Serve config
+    apps = config["applications"]
+    assert [a["args"]["task"] for a in apps] == ["text-classification", "question-answering"]
+    assert len({a["route_prefix"] for a in apps}) == len({a["name"] for a in apps}) == 2
+    names = [f"multi-{a['name']}" for a in apps]
+    targets = [RunTarget(build_app({**a["args"], "model": str(task_models[a["args"]["task"]]), "num_cpus": 0.25}),
+                         name=name, route_prefix="/multi" + a["route_prefix"]) for a, name in zip(apps, names)]
+    base = urls["text-classification"].rstrip("/")
+    try:
+        serve.run_many(targets)
+        cls = InferenceClient(base_url=f"{base}/multi/classify", timeout=TIMEOUT).text_classification("A review.")
+        qa = InferenceClient(base_url=f"{base}/multi/qa", timeout=TIMEOUT).question_answering(**QA)
+        assert len(cls) == 1 and cls[0].label and QA["context"][qa.start:qa.end] == qa.answer
+        models = requests.get(f"{base}/multi/qa/v1/models", timeout=TIMEOUT).json()["data"]
+        assert [m["task"] for m in models] == ["question-answering"]
+    finally:
+        for name in names:
+            serve.delete(name)
