@@ -4,7 +4,8 @@
 ``build_application(settings)`` is what ``bigbird serve`` and the tests call. The ingress validates bodies
 (pydantic), enforces size limits, maps overload and failures to HTTP statuses, and forwards each request
 to :class:`serve.model.TaskModel`, which batches concurrent requests. Only the model's task gets an
-endpoint; other task paths answer 404.
+endpoint (at ``/v1/<task>`` and at the root ``/``, where huggingface_hub's ``InferenceClient(base_url=...)``
+posts); other task paths answer 404.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the request model of each route from
@@ -298,6 +299,9 @@ def create_api(ingress: Ingress) -> FastAPI:
 
     Body = spec.request  # noqa: N806 - a class chosen per task
 
+    # The task's path, and the service root: huggingface_hub's InferenceClient(base_url=...) posts there.
+    @api.post("/", response_model=spec.response, responses=ERROR_RESPONSES, summary=f"{spec.summary} (root)",
+              tags=["inference"])
     @api.post(path, response_model=spec.response, responses=ERROR_RESPONSES, summary=spec.summary,
               tags=["inference"])
     async def predict(body: Body, request: Request) -> Any:  # type: ignore[valid-type]
@@ -324,7 +328,7 @@ def create_api(ingress: Ingress) -> FastAPI:
 
     limits = ingress.limits
     api.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, metrics=ingress.metrics,
-                       routes={path, "/healthz", "/v1/models", "/docs", "/openapi.json"},
+                       routes={"/", path, "/healthz", "/v1/models", "/docs", "/openapi.json"},
                        body_timeout_s=limits.body_timeout_s, max_body_reads=limits.max_body_reads,
                        retry_after_s=limits.retry_after_s)
     return api

@@ -10,6 +10,7 @@ and finished per request. Each request gets back an :class:`Outcome`: its own re
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -18,9 +19,11 @@ from typing import Any
 
 from ray import serve
 
+from serve.schemas import WINDOW_PARAMS as TASK_WINDOW_PARAMS
 from serve.settings import ServeSettings
 
 logger = logging.getLogger("ray.serve")
+WINDOW_PARAMS = frozenset(k for params in TASK_WINDOW_PARAMS.values() for k in params)
 
 
 @dataclass
@@ -127,7 +130,11 @@ class TaskModel:
         request_id = str(request.get("request_id", ""))
         params = dict(request.get("parameters") or {})
         try:
-            prepared = self.pipe.prepare(request.get("inputs"), params)
+            windowing = {k: params.pop(k) for k in WINDOW_PARAMS if k in params}
+            pipe, max_question_len = self.windowed(windowing)
+            prepared = pipe.prepare(request.get("inputs"), params)
+            if max_question_len is not None:
+                cut_questions(pipe, prepared, max_question_len)
         except (TypeError, ValueError) as e:  # the pipeline's word for a bad input or parameter
             return None, Outcome(422, error=str(e))
         except Exception as e:
@@ -142,6 +149,41 @@ class TaskModel:
             return None, Outcome(422, error=f"input {i}: {prepared.errors[i]}", tokens=tokens)
         return Job(request_id, prepared, params), None
 
+    def windowed(self, windowing: dict[str, Any]) -> tuple[Any, int | None]:
+        """The pipeline that cuts this request's windows (the served one, or a copy with the request's
+        ``doc_stride`` / ``stride`` and ``max_seq_len``; it shares the model) and the question length limit.
+
+        Raises:
+            ValueError: For a window parameter the served model cannot honour, naming it.
+        """
+        windowing = {k: v for k, v in windowing.items() if v is not None}
+        if windowing.get("align_to_words"):
+            raise ValueError("parameters.align_to_words: true is not supported (answers are token spans); "
+                             "leave it out or pass false")
+        stride = windowing.get("doc_stride", windowing.get("stride"))
+        max_length = windowing.get("max_seq_len")
+        if max_length is not None and max_length > self.pipe.max_length:
+            raise ValueError(f"parameters.max_seq_len {max_length} exceeds the served max_length "
+                             f"{self.pipe.max_length}")
+        if stride is None and max_length is None:
+            return self.pipe, windowing.get("max_question_len")
+        pipe = copy.copy(self.pipe)
+        pipe.max_length = max_length or self.pipe.max_length
+        pipe.stride = self.pipe.stride if stride is None else stride
+        if pipe.stride >= pipe.max_length:
+            name = "doc_stride" if "doc_stride" in windowing else "stride"
+            raise ValueError(f"parameters.{name} {pipe.stride} must be smaller than the window length "
+                             f"{pipe.max_length}")
+        return pipe, windowing.get("max_question_len")
+
+    def api_shape(self, result: list[Any], job: Job) -> Any:
+        """The Inference API's shape of a request's result: the pipeline's ``__call__`` shaping, except that
+        text classification always gives each input its list of labels (``[[{label, score}, ...]]`` for a
+        single input, which huggingface_hub's client indexes with ``[0]``)."""
+        if self.pipe.task == "text-classification":
+            return self.pipe.shape(result, False, job.prepared.params)  # top_k set: one list per input
+        return self.pipe.shape(result, job.prepared.single, job.params)
+
     def run_group(self, jobs: list[Job]) -> list[Outcome]:
         """One scoring pass over the windows of requests sharing parameters. If it raises, each request runs
         alone, so only the request that causes the failure gets it."""
@@ -154,7 +196,7 @@ class TaskModel:
         outcomes = []
         for job, result in zip(jobs, results):
             try:  # the pipeline's own __call__ shaping
-                outcome = Outcome(200, self.pipe.shape(result, job.prepared.single, job.params))
+                outcome = Outcome(200, self.api_shape(result, job))
             except ValueError as e:
                 outcome = Outcome(422, error=str(e))
             outcome.tokens = job.tokens
@@ -178,6 +220,20 @@ class TaskModel:
             return Outcome(422, error=str(error), tokens=job.tokens)
         logger.error("request %s failed", job.request_id, exc_info=error)
         return Outcome(500, error="internal error while scoring", tokens=job.tokens)
+
+
+def cut_questions(pipe: Any, prepared: Any, max_question_len: int) -> None:
+    """``max_question_len``: questions longer than that many tokens keep their first ones (transformers'
+    truncation); the windows of the records concerned are cut again."""
+    long = [i for i, e in enumerate(prepared.encoded)
+            if getattr(e, "question_ids", None) is not None and len(e.question_ids) > max_question_len]
+    if not long:
+        return
+    for i in long:
+        enc = prepared.encoded[i]
+        prepared.tokens[i] -= len(enc.question_ids) - max_question_len
+        enc.question_ids = enc.question_ids[:max_question_len]
+    prepared.windows, prepared.errors = pipe.windows(prepared.encoded)
 
 
 class ModelMetrics:

@@ -35,14 +35,35 @@ def _api_type(f: ParamField) -> Any:
     return f.type
 
 
+# Window parameters of the Inference API (transformers' names), taken per request by the service rather than
+# the pipeline: they change how inputs are cut into windows, not how windows are scored.
+WINDOW_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "question-answering": {
+        "doc_stride": (int | None, Field(None, ge=0, description="Tokens shared by consecutive windows "
+                                                                    "(default: the service's stride)")),
+        "max_seq_len": (int | None, Field(None, ge=8, description="Tokens per window, question and special "
+                                                                     "tokens included (at most the service's "
+                                                                     "max_length)")),
+        "max_question_len": (int | None, Field(None, ge=1, description="Questions are cut to this many tokens")),
+        "align_to_words": (bool | None, Field(None, description="Only false is served: answers are token "
+                                                                  "spans")),
+    },
+    "token-classification": {
+        "stride": (int | None, Field(None, ge=0, description="Tokens shared by consecutive windows "
+                                                               "(default: the service's stride)")),
+    },
+}
+
+
 def params_model(spec: TaskSpec) -> type[BaseModel]:
     """The ``parameters`` model of a task, generated from its spec: same names, defaults and choices; the
-    ``ge`` / ``le`` bounds and descriptions of its fields' metadata."""
+    ``ge`` / ``le`` bounds and descriptions of its fields' metadata; plus the task's :data:`WINDOW_PARAMS`."""
     fields: dict[str, Any] = {}
     for f in spec.fields():
         limits = {k: f.metadata[k] for k in ("ge", "le") if k in f.metadata}
         default = list(f.default) if isinstance(f.default, tuple) else f.default
         fields[f.name] = (_api_type(f), Field(default, description=f.metadata.get("help"), **limits))
+    fields.update(WINDOW_PARAMS.get(spec.name, {}))
     name = "".join(part.title() for part in spec.name.split("-")) + "Params"
     return create_model(name, __base__=Params, **fields)
 
@@ -52,6 +73,15 @@ FillMaskParams = PARAMS["fill-mask"]
 QuestionAnsweringParams = PARAMS["question-answering"]
 TextClassificationParams = PARAMS["text-classification"]
 TokenClassificationParams = PARAMS["token-classification"]
+
+
+class Options(BaseModel):
+    """The Inference API's ``options``: accepted; the model is always loaded and nothing is cached."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wait_for_model: bool | None = None
+    use_cache: bool | None = None
 
 
 class QAInput(BaseModel):
@@ -75,7 +105,7 @@ def request_model(spec: TaskSpec) -> type[BaseModel]:
     params = PARAMS[spec.name]
     name = "".join(part.title() for part in spec.name.split("-")) + "Request"
     return create_model(name, __base__=Body, inputs=INPUTS[spec.name],
-                        parameters=(params, Field(default_factory=params)))
+                        parameters=(params, Field(default_factory=params)), options=(Options | None, None))
 
 
 REQUESTS: dict[str, type[BaseModel]] = {name: request_model(spec) for name, spec in SPECS.items()}
@@ -156,7 +186,7 @@ TASK_API: dict[str, Task] = {
                                response=Answer | list[Answer] | list[list[Answer]],
                                summary=_summary("question-answering")),
     "text-classification": Task(name="text-classification", request=TextClassificationRequest,
-                                response=list[Label] | list[list[Label]],
+                                response=list[list[Label]],  # per input its labels, a single input too
                                 summary=_summary("text-classification")),
     "token-classification": Task(name="token-classification", request=TokenClassificationRequest,
                                  response=Entities | list[Entities], summary=_summary("token-classification")),

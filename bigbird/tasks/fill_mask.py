@@ -18,6 +18,9 @@ from bigbird.windows import RecordError, Window
 @dataclass
 class FillMaskParams:
     top_k: int = param(5, help="Candidates per mask", ge=1, le=1000, cli="candidates per mask (default 5)")
+    targets: tuple[str, ...] | None = param(
+        None, help="Score only these words (a word outside the vocabulary counts as its first token); "
+        "null for the whole vocabulary")
 
 
 class FillMaskPipeline(TaskPipeline):
@@ -32,7 +35,44 @@ class FillMaskPipeline(TaskPipeline):
         params = super().check_params(params)
         if int(params["top_k"]) < 1:
             raise ValueError(f"top_k must be positive, got {params['top_k']}")
+        targets = params.get("targets")
+        if isinstance(targets, str):
+            targets = [targets]
+        if targets is not None:
+            params["targets"] = tuple(targets)
+            self.target_ids(params["targets"])
         return params
+
+    def target_ids(self, targets: Sequence[str]) -> np.ndarray:
+        """Vocabulary ids of the target words (transformers' rule): the word itself if it is a token
+        (tried with the SentencePiece word marker first), else the first token of its tokenization.
+
+        Raises:
+            ValueError: For no targets, or a target that has no tokens.
+        """
+        if not targets:
+            raise ValueError("targets must name at least one word")
+        tok = self.tokenizer
+        ids = []
+        for t in targets:
+            if not isinstance(t, str):
+                raise ValueError(f"targets must be strings, got {t!r}")
+            found = None
+            for candidate in ("\u2581" + t.strip(), t):
+                try:
+                    i = tok.convert_tokens_to_ids(candidate)
+                except ValueError:  # not a token, and the vocabulary has no unknown token
+                    continue
+                if i != tok.unk_token_id:
+                    found = i
+                    break
+            if found is None:
+                pieces = tok(t, add_special_tokens=False)["input_ids"]
+                if not pieces:
+                    raise ValueError(f"target {t!r} has no tokens")
+                found = pieces[0]
+            ids.append(int(found))
+        return np.asarray(sorted(set(ids)), dtype=np.int64)
 
     def windows(self, encoded):
         mask_id = self.tokenizer.mask_token_id
@@ -47,13 +87,18 @@ class FillMaskPipeline(TaskPipeline):
         if top_k < 1:
             raise ValueError(f"top_k must be positive, got {top_k}")
         mask_id = self.tokenizer.mask_token_id
+        targets = self.target_ids(params["targets"]) if params.get("targets") is not None else None
         out = []
         for i, w in enumerate(windows):
             lo = w.context_start + (w.own_start - w.token_start)
             hi = w.context_start + (w.own_end - w.token_start)
             pos = lo + np.flatnonzero(w.input_ids[lo:hi] == mask_id)
             probs = torch.softmax(outputs.logits[i, torch.as_tensor(pos, device=outputs.logits.device)].float(), -1)
+            if targets is not None:  # the targets' probabilities, ranked among themselves
+                probs = probs[:, torch.as_tensor(targets, device=probs.device)]
             scores, ids = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+            if targets is not None:
+                ids = torch.as_tensor(targets, device=ids.device)[ids]
             out.append({"positions": pos - w.context_start + w.token_start, "ids": ids.cpu().numpy(),
                         "scores": scores.cpu().numpy()})
         return out

@@ -20,15 +20,18 @@ from bigbird.tasks.base import Encoded, TaskPipeline
 from bigbird.tasks.spec import TaskSpec, param
 from bigbird.windows import Window
 
-Strategy = Literal["simple", "none"]
+Strategy = Literal["simple", "none", "first", "average", "max"]
+WORD_STRATEGIES = ("first", "average", "max")  # one label per word, then merged like "simple"
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
 @dataclass
 class TokenClassificationParams:
     aggregation_strategy: Strategy = param(
-        "simple", help="Merge tokens into entity spans (simple) or list every token (none)",
-        cli="merge tokens into entities (simple, default) or list every token (none)")
+        "simple", help="Merge tokens into entity spans (simple), list every token (none), or label each word "
+        "by its first token, its tokens' mean probabilities or its best token (first, average, max) and merge "
+        "the words into spans", cli="merge tokens into entities (simple, default), list every token (none), "
+        "or label whole words first (first, average, max)")
     ignore_labels: tuple[str, ...] = param(("O",), help="Labels (entity groups) left out of the result")
 
 
@@ -78,11 +81,14 @@ class TokenClassificationPipeline(TaskPipeline):
         probs = torch.softmax(outputs.logits.float(), dim=-1)
         scores, labels = probs.max(dim=-1)
         scores, labels = scores.cpu().numpy(), labels.cpu().numpy()
+        full = probs.cpu().numpy() if params.get("aggregation_strategy") == "average" else None
         out = []
         for i, w in enumerate(windows):
             lo = w.context_start + (w.own_start - w.token_start)
             hi = w.context_start + (w.own_end - w.token_start)
             out.append({"labels": labels[i, lo:hi].astype(np.int32), "scores": scores[i, lo:hi].astype(np.float32)})
+            if full is not None:  # "average" needs every label's probability
+                out[-1]["probs"] = full[i, lo:hi].astype(np.float32)
         return out
 
     def merge(self, record: dict[str, Any], encoded: Encoded, windows: Sequence[Window],
@@ -90,10 +96,42 @@ class TokenClassificationPipeline(TaskPipeline):
         labels = np.concatenate([o["labels"] for o in outputs]).astype(np.int64)
         scores = np.concatenate([o["scores"] for o in outputs]).astype(np.float64)
         assert len(labels) == len(encoded.ids), "windows must own every token exactly once"
-        return self.entities(record["text"], encoded, labels, scores, **params)
+        probs = np.concatenate([o["probs"] for o in outputs]) if outputs and "probs" in outputs[0] else None
+        return self.entities(record["text"], encoded, labels, scores, probs=probs, **params)
+
+    def word_starts(self, encoded: Encoded) -> np.ndarray:
+        """Index of the first token of each word: a token that starts with the SentencePiece word marker
+        or follows a gap in the text (whitespace) starts a word; the others continue the previous one."""
+        tokens = self.tokenizer.convert_ids_to_tokens([int(i) for i in encoded.ids])
+        new = np.array([t.startswith("\u2581") for t in tokens], dtype=bool)
+        offsets = encoded.offsets
+        new[1:] |= offsets[1:, 0] > offsets[:-1, 1]
+        new[0] = True
+        return np.flatnonzero(new)
+
+    def words(self, encoded: Encoded, labels: np.ndarray, scores: np.ndarray, probs: np.ndarray | None,
+              strategy: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-word labels, scores and character offsets (transformers' word aggregation): ``first`` takes
+        the first token's label, ``max`` the best-scoring token's, ``average`` the argmax of the tokens' mean
+        probabilities."""
+        starts = self.word_starts(encoded)
+        ends = np.append(starts[1:], len(labels))
+        if strategy == "first":
+            w_labels, w_scores = labels[starts], scores[starts]
+        elif strategy == "max":
+            best = np.array([s + int(np.argmax(scores[s:e])) for s, e in zip(starts, ends)], dtype=np.int64)
+            w_labels, w_scores = labels[best], scores[best]
+        else:
+            if probs is None:
+                raise ValueError("aggregation_strategy 'average' needs the probabilities of every label")
+            mean = np.add.reduceat(probs.astype(np.float64), starts, axis=0) / (ends - starts)[:, None]
+            w_labels = mean.argmax(-1)
+            w_scores = mean[np.arange(len(starts)), w_labels]
+        offsets = np.stack([encoded.offsets[starts, 0], encoded.offsets[ends - 1, 1]], axis=1)
+        return w_labels.astype(np.int64), w_scores.astype(np.float64), offsets
 
     def entities(self, text: str, encoded: Encoded, labels: np.ndarray, scores: np.ndarray,
-                 **params: Any) -> list[dict[str, Any]]:
+                 probs: np.ndarray | None = None, **params: Any) -> list[dict[str, Any]]:
         """Per-token labels and scores -> entity dicts with character offsets into ``text``."""
         strategy = params.get("aggregation_strategy", "simple")
         if strategy not in STRATEGIES:
@@ -106,6 +144,8 @@ class TokenClassificationPipeline(TaskPipeline):
             tokens = self.tokenizer.convert_ids_to_tokens([int(encoded.ids[i]) for i in keep])
             return [{"entity": id2label[int(labels[i])], "score": float(scores[i]), "index": i + 1, "word": tok,
                      "start": int(offsets[i, 0]), "end": int(offsets[i, 1])} for i, tok in zip(keep, tokens)]
+        if strategy in WORD_STRATEGIES:
+            labels, scores, offsets = self.words(encoded, labels, scores, probs, strategy)
         starts, ends = group_tokens(labels, id2label)
         means = np.add.reduceat(scores, starts) / (ends - starts) if len(starts) else scores[:0]
         out = []

@@ -17,7 +17,7 @@ from tests.helpers import SPM_TEXT, build_task_model
 MODEL_CLASSES = {"fill-mask": "BigBirdForMaskedLM", "question-answering": "BigBirdForQuestionAnswering",
                  "text-classification": "BigBirdForSequenceClassification",
                  "token-classification": "BigBirdForTokenClassification"}
-DEFAULTS = {"fill-mask": {"top_k": 5},
+DEFAULTS = {"fill-mask": {"top_k": 5, "targets": None},
             "question-answering": {"top_k": 1, "max_answer_len": 15, "handle_impossible_answer": False},
             "text-classification": {"top_k": 1, "function_to_apply": None},
             "token-classification": {"aggregation_strategy": "simple", "ignore_labels": ("O",)}}

@@ -98,3 +98,12 @@ def model_handle(app: str):
     from ray import serve
 
     return serve.get_deployment_handle("TaskModel", app_name=app)
+
+
+def expected(references: dict[str, Any], task: str, inputs: Any, params: dict[str, Any]) -> Any:
+    """What the service answers: the pipeline's result in the Inference API's shape. Text classification gives
+    each input its list of labels, a single input too (``[[{label, score}, ...]]``; top_k 1 by default),
+    where the Python pipeline follows transformers' legacy shape (one dict per input without top_k)."""
+    if task == "text-classification":
+        return references[task](inputs if isinstance(inputs, list) else [inputs], **{"top_k": 1, **params})
+    return references[task](inputs, **params)

@@ -6,15 +6,17 @@ import pytest
 from pydantic import ValidationError
 
 from bigbird.tasks import SPECS
-from serve.schemas import PARAMS, REQUESTS, TASK_API
+from serve.schemas import PARAMS, REQUESTS, TASK_API, WINDOW_PARAMS
 
 
 @pytest.mark.parametrize("task", sorted(SPECS))
 def test_parameters_follow_the_spec(task):
     spec, model = SPECS[task], PARAMS[task]
-    assert list(model.model_fields) == [f.name for f in spec.fields()]
+    # the spec's parameters, then the Inference API's window parameters the service takes per request
+    window = list(WINDOW_PARAMS.get(task, {}))
+    assert list(model.model_fields) == [f.name for f in spec.fields()] + window
     defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in model().model_dump().items()}
-    assert defaults == spec.defaults()
+    assert defaults == {**spec.defaults(), **dict.fromkeys(window)}
     assert TASK_API[task].request is REQUESTS[task]
     with pytest.raises(ValidationError, match="bogus"):
         model(bogus=1)
@@ -26,7 +28,7 @@ def test_bounds_and_choices_come_from_the_metadata():
         with pytest.raises(ValidationError, match="top_k"):
             PARAMS["fill-mask"](top_k=bad)
     with pytest.raises(ValidationError, match="aggregation_strategy"):
-        PARAMS["token-classification"](aggregation_strategy="max")
+        PARAMS["token-classification"](aggregation_strategy="maximum")
     assert PARAMS["text-classification"](top_k=None).top_k is None
     schema = PARAMS["question-answering"].model_json_schema()["properties"]
     assert schema["max_answer_len"]["maximum"] == 10000 and schema["top_k"]["description"] == "Answers per question"
