@@ -28,7 +28,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 def build_model(folder: Path, *, hidden: int, layers: int, max_length: int) -> Path:
     import bigbird
-    from bigbird.tokenizer import BigBirdTokenizer
+    from bigbird.tokenization import BigBirdTokenizer
 
     tok = BigBirdTokenizer(vocab_file=str(FIXTURES / "spm" / "test_model.model"))
     config = bigbird.BigBirdConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,

@@ -37,7 +37,7 @@ def build_model(folder: Path, *, hidden: int, layers: int) -> None:
     import torch
 
     import bigbird
-    from bigbird.tokenizer import BigBirdTokenizer
+    from bigbird.tokenization import BigBirdTokenizer
 
     tokenizer = BigBirdTokenizer(vocab_file=str(SPM))
     config = bigbird.BigBirdConfig(
@@ -52,7 +52,7 @@ def build_model(folder: Path, *, hidden: int, layers: int) -> None:
 
 def make_texts(folder: Path, n_tokens: int, count: int) -> list[str]:
     """``count`` distinct texts of exactly ``n_tokens`` tokens, cut from the Botchan excerpt."""
-    from bigbird.tokenizer import BigBirdTokenizer
+    from bigbird.tokenization import BigBirdTokenizer
 
     tokenizer = BigBirdTokenizer.from_pretrained(folder)
     text = TEXT.read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from bigbird.heads import (
 from bigbird.model import BigBirdModel
 from bigbird.modeling_utils import BigBirdPreTrainedModel
 from bigbird.tasks import pipeline
-from bigbird.tokenizer import BigBirdTokenizer, DNATokenizer
+from bigbird.tokenization import BigBirdTokenizer, DNATokenizer
 
 __all__ = [
     "BigBirdConfig",

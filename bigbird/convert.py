@@ -246,7 +246,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, max_po
         ValueError: If the source is not BERT/RoBERTa, has weights BigBird cannot place, or the new settings
             are invalid (``max_position_embeddings`` smaller than the source's, unknown ``attention_type``).
     """
-    from bigbird.tokenizer import BigBirdTokenizer
+    from bigbird.tokenization import BigBirdTokenizer
 
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     source = read_source_config(src)

@@ -129,11 +129,11 @@ def train_texts(settings: JobSettings, sample: int | None = None) -> list[str]:
 def resolve_tokenizer(settings: JobSettings) -> Any:
     """``dna`` -> DNATokenizer; ``unigram`` -> learnt from the train split (kept in the run folder, so a
     resumed run gets the same vocabulary); otherwise a folder or hub id (default: the model's)."""
-    from bigbird.tokenizer import BigBirdTokenizer
+    from bigbird.tokenization import BigBirdTokenizer, DNATokenizer
 
     spec = settings.model.tokenizer or settings.model.from_pretrained
     if spec == "dna":
-        return BigBirdTokenizer.for_dna()
+        return DNATokenizer()
     if spec == "unigram":
         u = settings.model.unigram
         cache = None if is_uri(settings.run.storage_path) else (

@@ -60,7 +60,7 @@ class TaskModel:
         import torch
 
         from bigbird.tasks import get_spec
-        from bigbird.tokenizer import BigBirdTokenizer
+        from bigbird.tokenization import BigBirdTokenizer
 
         s = ServeSettings.model_validate(settings)
         assert s.task is not None, "build_app resolves the task before deploying"

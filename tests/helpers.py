@@ -52,7 +52,7 @@ TASK_CLASSES = {
 
 
 def spm_tokenizer():
-    from bigbird.tokenizer import BigBirdTokenizer
+    from bigbird.tokenization import BigBirdTokenizer
 
     return BigBirdTokenizer(vocab_file=str(SPM_MODEL))
 

@@ -66,7 +66,7 @@ def pipeline(task: str, model: str | os.PathLike | torch.nn.Module, tokenizer: A
     Raises:
         ValueError: For an unknown task or a model without a tokenizer.
     """
-    from bigbird.tokenizer import BigBirdTokenizer
+    from bigbird.tokenization import BigBirdTokenizer
 
     cls = task_class(task)
     if isinstance(model, (str, os.PathLike)):

@@ -193,18 +193,6 @@ class BigBirdTokenizer(TransformersApiMixin, ChatTemplateMixin, EncodingMixin, V
 
     # ------------------------------------------------------------------ building, loading, saving
     @classmethod
-    def for_dna(cls, *, model_max_length: int | None = None) -> BigBirdTokenizer:
-        """Deprecated: use ``bigbird.tokenization.DNATokenizer(model_max_length=...)`` (kept for old callers).
-
-        Args:
-            model_max_length: As in the constructor.
-
-        Returns:
-            A new DNATokenizer.
-        """
-        return cls.tokenizer_kinds()["dna"](model_max_length=model_max_length)
-
-    @classmethod
     def train_unigram(cls, texts: Iterable[str], vocab_size: int, *, add_prefix_space: bool = True,
                       model_max_length: int | None = None, max_piece_length: int = 16) -> BigBirdTokenizer:
         """Train a SentencePiece-style Unigram vocabulary with the ``tokenizers`` trainer.

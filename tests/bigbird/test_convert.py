@@ -20,7 +20,7 @@ import torch
 import bigbird
 from bigbird.cli import main
 from bigbird.convert import convert_checkpoint
-from bigbird.tokenizer import BigBirdTokenizer
+from bigbird.tokenization import BigBirdTokenizer
 from tests.helpers import SPM_MODEL
 
 transformers = pytest.importorskip("transformers")

@@ -111,7 +111,7 @@ def test_bad_unicode_fails_only_its_record(task_models):
 
 
 def test_dna_bases_are_validated_in_prepare(tmp_path):
-    from bigbird.tokenizer import DNATokenizer
+    from bigbird.tokenization import DNATokenizer
 
     folder = build_task_model(tmp_path / "dna", "token-classification", tokenizer=DNATokenizer())
     pipe = pipeline("token-classification", folder)

@@ -23,8 +23,8 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
+from bigbird.tokenization import BatchEncoding, BigBirdTokenizer, DNATokenizer
 from bigbird.tokenization.spm import read_spm_model
-from bigbird.tokenizer import BatchEncoding, BigBirdTokenizer, DNATokenizer
 from tests.helpers import SPM_LINES, SPM_MODEL, SPM_TEXT
 
 SPM, TEXT = SPM_MODEL, SPM_TEXT

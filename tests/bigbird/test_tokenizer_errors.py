@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from bigbird.tokenizer import BigBirdTokenizer, DNATokenizer
+from bigbird.tokenization import BigBirdTokenizer, DNATokenizer
 from tests.helpers import SPM_MODEL as SPM
 from tests.helpers import bert_wordpiece, spm_tokenizer
 

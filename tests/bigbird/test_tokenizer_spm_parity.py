@@ -14,7 +14,7 @@ import struct
 
 import pytest
 
-from bigbird.tokenizer import BigBirdTokenizer
+from bigbird.tokenization import BigBirdTokenizer
 from tests import spm_corpora
 from tests.helpers import SPM_MODEL
 

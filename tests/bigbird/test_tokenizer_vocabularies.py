@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from bigbird.tokenizer import BigBirdTokenizer, DNATokenizer
+from bigbird.tokenization import BigBirdTokenizer, DNATokenizer
 from tests.helpers import SPM_LINES as LINES
 from tests.helpers import SPM_MODEL as SPM
 from tests.helpers import SPM_TEXT as TEXT
@@ -71,7 +71,7 @@ def test_minilm_tokenizer_json_if_installed():
 
 
 def test_dna_tokenizer(tmp_path):
-    dna = BigBirdTokenizer.for_dna(model_max_length=64)
+    dna = DNATokenizer(model_max_length=64)
     assert isinstance(dna, DNATokenizer) and isinstance(dna, BigBirdTokenizer)
     seq = "ACGTNacgtn"
     out = dna(seq, return_offsets_mapping=True)

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from bigbird.tokenizer import BigBirdTokenizer
+from bigbird.tokenization import DNATokenizer
 from jobs.data import WindowStore, plan_epoch, worker_slice
 from jobs.evaluation import gold_entities, metrics
 from jobs.examples import (
@@ -23,7 +23,7 @@ from jobs.settings import ColumnSettings, load_settings
 from tests.helpers import spm_tokenizer
 
 COLUMNS = ColumnSettings().model_dump()
-DNA = BigBirdTokenizer.for_dna()
+DNA = DNATokenizer()
 
 
 def spec(task: str, tokenizer=DNA, **kw) -> EncodeSpec:

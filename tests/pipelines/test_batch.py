@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bigbird.tasks import pipeline
-from bigbird.tokenizer import DNATokenizer
+from bigbird.tokenization import DNATokenizer
 from corpora import iter_triviaqa_records, iter_wiki_records, write_corpus
 from corpora.genome import convert_to_parquet
 from pipelines import batch
