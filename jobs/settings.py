@@ -100,7 +100,7 @@ def _check_config_fields(fields: dict[str, Any], where: str) -> None:
     if derived:
         raise ValueError(f"{where}: {derived} are set by the job from the tokenizer and the training labels; "
                          "remove them")
-    BigBirdConfig(**fields)  # raises ValueError naming the bad value
+    BigBirdConfig(**fields).validate()  # raises ValueError naming the bad value (also between fields)
 
 
 class ColumnSettings(_Section):
