@@ -56,7 +56,10 @@ def outcomes(xml_path: Path) -> dict[str, tuple[str, str]]:
 
 def specific_tests() -> set[str]:
     """Names of the tests written in transformers' BigBird test class itself (not in the common mixins)."""
-    src = (HARNESS / "tests/models/big_bird/test_modeling_big_bird.py").read_text(encoding="utf-8")
+    path = HARNESS / "tests/models/big_bird/test_modeling_big_bird.py"
+    if not path.exists():
+        return set()
+    src = path.read_text(encoding="utf-8")
     body = src.split("class BigBirdModelTest(", 1)[1].split("\nclass ", 1)[0]
     return {"BigBirdModelTest::" + m for m in re.findall(r"^    def (test_\w+)", body, flags=re.M)}
 
@@ -88,7 +91,8 @@ def run_suites(out_dir: Path, python: str) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def read_expected(path: Path = EXPECTED) -> dict[str, str]:
+def read_expected(path: Path | None = None) -> dict[str, str]:
+    path = EXPECTED if path is None else path
     expected: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
         line = line.strip()
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     expected = read_expected()
     if args.write:
         write_expected(results, expected)
-        print(f"wrote {EXPECTED.relative_to(REPO)}")
+        print(f"wrote {EXPECTED}")
         return 0
     new_failures = sorted(k for k, (s, _) in results.items() if s == "failed" and k not in expected)
     fixed = sorted(k for k in expected if results.get(k, ("absent",))[0] != "failed")
