@@ -56,6 +56,21 @@ def bigbird_template(cls_token: str, cls_id: int, sep_token: str, sep_id: int) -
         special_tokens=[(cls_token, cls_id), (sep_token, sep_id)])
 
 
+SPECIAL_TOKEN_DOCS = {"cls_token": "``[CLS]``", "sep_token": "``[SEP]``", "mask_token": "``[MASK]``",
+                      "pad_token": "the padding token", "unk_token": "the unknown token", "bos_token": "``<s>``",
+                      "eos_token": "``</s>``"}
+
+
+def _token_property(name: str, doc: str) -> property:
+    return property(lambda self: self._content(name), lambda self, v: self._set_token(name, v),
+                    doc=f"{doc[0].upper()}{doc[1:]}, or None.")
+
+
+def _id_property(name: str, doc: str) -> property:
+    return property(lambda self: self._ids[name], lambda self, v: self._set_token_id(name, v),
+                    doc=f"Id of {doc}, or None.")
+
+
 class VocabularyMixin:
     """Vocabulary, special-token attributes and id/token conversions of a tokenizer over a ``tokenizers`` backend."""
 
@@ -100,34 +115,7 @@ class VocabularyMixin:
     def _set_token_id(self, name: str, token_id: int | None) -> None:
         raise AttributeError(f"{name}_id cannot be changed on this tokenizer")
 
-    cls_token = property(lambda self: self._content("cls_token"), lambda self, v: self._set_token("cls_token", v),
-                        doc="``[CLS]``, or None.")
-    sep_token = property(lambda self: self._content("sep_token"), lambda self, v: self._set_token("sep_token", v),
-                        doc="``[SEP]``, or None.")
-    mask_token = property(lambda self: self._content("mask_token"), lambda self, v: self._set_token("mask_token", v),
-                        doc="``[MASK]``, or None.")
-    pad_token = property(lambda self: self._content("pad_token"), lambda self, v: self._set_token("pad_token", v),
-                        doc="The padding token, or None.")
-    unk_token = property(lambda self: self._content("unk_token"), lambda self, v: self._set_token("unk_token", v),
-                        doc="The unknown token, or None.")
-    bos_token = property(lambda self: self._content("bos_token"), lambda self, v: self._set_token("bos_token", v),
-                        doc="``<s>``, or None.")
-    eos_token = property(lambda self: self._content("eos_token"), lambda self, v: self._set_token("eos_token", v),
-                        doc="``</s>``, or None.")
-    cls_token_id = property(lambda self: self._ids["cls_token"],
-                           lambda self, v: self._set_token_id("cls_token", v), doc="Id of ``[CLS]``, or None.")
-    sep_token_id = property(lambda self: self._ids["sep_token"],
-                           lambda self, v: self._set_token_id("sep_token", v), doc="Id of ``[SEP]``, or None.")
-    mask_token_id = property(lambda self: self._ids["mask_token"],
-                           lambda self, v: self._set_token_id("mask_token", v), doc="Id of ``[MASK]``, or None.")
-    pad_token_id = property(lambda self: self._ids["pad_token"],
-                           lambda self, v: self._set_token_id("pad_token", v), doc="Id of the padding token, or None.")
-    unk_token_id = property(lambda self: self._ids["unk_token"],
-                           lambda self, v: self._set_token_id("unk_token", v), doc="Id of the unknown token, or None.")
-    bos_token_id = property(lambda self: self._ids["bos_token"],
-                           lambda self, v: self._set_token_id("bos_token", v), doc="Id of ``<s>``, or None.")
-    eos_token_id = property(lambda self: self._ids["eos_token"],
-                           lambda self, v: self._set_token_id("eos_token", v), doc="Id of ``</s>``, or None.")
+    # cls_token, cls_token_id, ... (one property pair per SPECIAL_TOKEN_DOCS entry) are set below the class.
 
     def _content(self, name: str) -> str | None:
         tok = self._tokens[name]
@@ -274,3 +262,8 @@ class VocabularyMixin:
             mask.extend([0] * len(parts[item]) if isinstance(item, str) else [1])
         return mask
 
+
+for _name, _doc in SPECIAL_TOKEN_DOCS.items():
+    setattr(VocabularyMixin, _name, _token_property(_name, _doc))
+    setattr(VocabularyMixin, f"{_name}_id", _id_property(_name, _doc))
+del _name, _doc
