@@ -136,7 +136,7 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
         stages.Scorer, batch_format="pyarrow", batch_size=1, compute=ActorPoolStrategy(size=actors),
         num_gpus=num_gpus, num_cpus=actor_cpus,
         fn_constructor_kwargs={**common, "batch_size": settings.batch_size, "max_tokens": settings.max_tokens,
-                               "threads": settings.threads or stages.default_threads(actors),
+                               "threads": settings.threads, "actors": actors,
                                "params": job.params, "schema": job.schema, "output_uri": settings.output})
     follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=_watchdog(ray, **need))
 
@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-bytes", type=int, help="text bytes per block at most (default 2000000)")
     p.add_argument("--actors", type=int, help="model actors (default: one per GPU, else 1)")
     p.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 when the cluster has GPUs)")
-    p.add_argument("--threads", type=int, help="torch threads per CPU actor")
+    p.add_argument("--threads", type=int,
+                   help="torch threads per CPU actor (default: the CPUs of the actor's node / --actors)")
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
     p.add_argument("--progress-seconds", type=float, help="seconds between progress lines (default 5)")
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None,

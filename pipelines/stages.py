@@ -179,9 +179,10 @@ class Scorer:
 
     def __init__(self, *, model: str, task: str, max_length: int, stride: int, batch_size: int,
                  max_tokens: int | None, threads: int | None, params: dict[str, Any], schema: pa.Schema,
-                 output_uri: str) -> None:
-        if threads:
-            torch.set_num_threads(threads)
+                 output_uri: str, actors: int = 1) -> None:
+        # Counted here, on the actor's node (the driver's machine may differ); Ray sets OMP_NUM_THREADS to the
+        # actor's num_cpus, which is 1 for a CPU scorer: too few when it is alone on the node.
+        torch.set_num_threads(threads or default_threads(actors))
         device = "cuda" if torch.cuda.is_available() else "cpu"
         cls = task_class(task)
         self.spec, self.schema = get_spec(task), schema
@@ -264,4 +265,5 @@ def batch_params(task: str, settings: Any) -> dict[str, Any]:
 
 
 def default_threads(actors: int) -> int:
-    return max(1, (os.cpu_count() or 1) // actors)
+    """Torch threads of one CPU scorer: the CPUs this process may use on its node, shared by ``actors``."""
+    return max(1, len(os.sched_getaffinity(0)) // actors)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +156,14 @@ def test_gaps_and_plan_cover_each_row_once():
     assert skipped == 5
     assert [(p.file, p.start, p.stop) for p in parts] == [(0, 3, 5), (0, 5, 7), (0, 7, 8), (1, 0, 4), (1, 6, 7)]
     assert Path(parts[0].name).name == "part-00000-000000000003-000000000005.parquet"
+
+
+def test_default_threads_count_the_cpus_this_process_may_use():
+    # A scorer counts on its own node, inside the actor: the CPUs it may run on (affinity, as a container or
+    # taskset restricts them), shared by the actors; never below one thread.
+    code = ("import os; from pipelines.stages import default_threads; "
+            "print(default_threads(1), default_threads(2), default_threads(64))")
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": os.getcwd()}).stdout.split()
+    assert out == ["1", "1", "1"]
+    assert stages.default_threads(1) == len(os.sched_getaffinity(0))
