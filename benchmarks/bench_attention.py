@@ -6,7 +6,8 @@ Two levels, each with its own reference, both measured in this run:
   :func:`bigbird.attention.block_sparse_attention`; ``hf_sparse`` is the computation inside transformers'
   ``BigBirdBlockSparseAttention`` (its ``bigbird_block_sparse_attention`` method, which also builds the
   dense probability matrix it always returns); ``sdpa_dense`` is full attention through
-  ``F.scaled_dot_product_attention``.
+  ``F.scaled_dot_product_attention``; ``flex`` is compiled FlexAttention with a BlockMask built from the same
+  layout (:mod:`benchmarks.flex_mask`; not in the default CPU run: a compile per length and no CPU backward).
 * ``layer``: the query/key/value projections plus attention on hidden states ``(1, L, H*D)``, same weights:
   ``ours_layer`` against ``hf_sparse_layer`` (the ``BigBirdBlockSparseAttention`` module) and
   ``hf_full_layer`` (``BigBirdSelfAttention``, ``original_full``).
@@ -15,6 +16,7 @@ Every implementation runs in its own process (see benchmarks/common.py for the t
 
     python benchmarks/bench_attention.py                 # the full default run
     python benchmarks/bench_attention.py --quick         # CI smoke test, seconds
+    python benchmarks/bench_attention.py --device cuda --impls ours hf_sparse sdpa_dense flex
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ IMPLS = {  # name -> (level, transformers?)
     "ours": ("kernel", False),
     "hf_sparse": ("kernel", True),
     "sdpa_dense": ("kernel", False),
+    "flex": ("kernel", False),
     "ours_layer": ("layer", False),
     "hf_sparse_layer": ("layer", True),
     "hf_full_layer": ("layer", True),
@@ -44,7 +47,9 @@ REFERENCE = {"kernel": "hf_sparse", "layer": "hf_sparse_layer"}
 # transformers builds L x L matrices (4 GB per call at 8,192 tokens); dense backward at 16,384 takes minutes.
 CAPS = {f"{impl}:{mode}": 8192 for impl in ("hf_sparse", "hf_sparse_layer", "hf_full_layer") for mode in common.MODES}
 CAPS["sdpa_dense:forward+backward"] = 8192
+CAPS["flex:forward+backward"] = 0  # on CPU (PyTorch has no CPU backward for FlexAttention); CUDA: no cap
 DENSE = {"sdpa_dense", "hf_full_layer"}
+DEFAULT_CPU = [impl for impl in IMPLS if impl != "flex"]
 
 
 # ---------------------------------------------------------------------------------------------- worker
@@ -68,23 +73,29 @@ def _setup(spec: dict, impl: str, length: int, grad: bool):
 
     H, D, bs, r = spec["heads"], spec["head_size"], spec["block_size"], spec["num_random_blocks"]
     max_len = max(spec["lengths"])
+    device = spec["device"]
     torch.manual_seed(length)
     C = H * D
-    key_mask = torch.ones(1, length)
+    key_mask = torch.ones(1, length, device=device)
     layout = sparse_layout(seed=0, seq_len=length, block_size=bs, num_random_blocks=r, num_heads=H,
-                           max_seq_len=max_len, plan="transformers")  # the blocks transformers draws
+                           max_seq_len=max_len, plan="transformers").to(device)  # the blocks transformers draws
     level = IMPLS[impl][0]
     if level == "kernel":
-        q, k, v = (torch.randn(1, H, length, D, requires_grad=grad) for _ in range(3))
+        q, k, v = (torch.randn(1, H, length, D).to(device).requires_grad_(grad) for _ in range(3))
         leaves = [q, k, v]
     else:
-        x = torch.randn(1, length, C, requires_grad=grad)
+        x = torch.randn(1, length, C).to(device).requires_grad_(grad)
         leaves = [x]
 
     if impl == "ours":
         return leaves, lambda: block_sparse_attention(q, k, v, layout=layout, key_mask=key_mask)[0]
     if impl == "sdpa_dense":
         return leaves, lambda: F.scaled_dot_product_attention(q, k, v)
+    if impl == "flex":
+        from benchmarks.flex_mask import flex_call
+
+        flex = flex_call(layout, device)
+        return leaves, lambda: flex(q, k, v)
 
     from transformers.models.big_bird.modeling_big_bird import (
         BigBirdBlockSparseAttention,
@@ -93,7 +104,7 @@ def _setup(spec: dict, impl: str, length: int, grad: bool):
     )
 
     torch.manual_seed(0)
-    sparse = BigBirdBlockSparseAttention(_hf_config(spec, max_len), seed=0).train()  # train: seeded blocks
+    sparse = BigBirdBlockSparseAttention(_hf_config(spec, max_len), seed=0).to(device).train()  # seeded blocks
     for p in sparse.parameters():
         p.requires_grad_(grad)
     blocked, band, from_mask, to_mask = BigBirdModel.create_masks_for_block_sparse_attn(key_mask, bs)
@@ -112,7 +123,7 @@ def _setup(spec: dict, impl: str, length: int, grad: bool):
         return leaves, lambda: heads(sparse(x, band_mask=band, from_mask=from_mask, to_mask=to_mask,
                                             from_blocked_mask=blocked, to_blocked_mask=blocked)[0])
     if impl == "hf_full_layer":
-        full = BigBirdSelfAttention(_hf_config(spec, max_len)).train()
+        full = BigBirdSelfAttention(_hf_config(spec, max_len)).to(device).train()
         full.load_state_dict(sparse.state_dict())
         for p in full.parameters():
             p.requires_grad_(grad)
@@ -159,7 +170,8 @@ def _measure(spec: dict, impl: str, report) -> None:
                 def step(call=call):
                     with torch.no_grad():
                         return call()
-            if mode not in warm:  # one-time costs (lazy imports, op registration) stay out of the numbers
+            # One-time costs (lazy imports, op registration; flex compiles per length) stay out of the numbers.
+            if mode not in warm or impl == "flex":
                 step()
                 warm.add(mode)
             report({"impl": impl, "mode": mode, "length": length, **common.measure_step(step, spec, _sample)})
@@ -186,7 +198,7 @@ def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = common.parser(__doc__.split("\n")[0], IMPLS, CAPS, repeat=10,
                            repeat_help="timed calls per point after a warm-up (fewer once a point has taken 10 s)",
-                           quick_help="tiny sizes, for the CI smoke test")
+                           quick_help="tiny sizes, for the CI smoke test", default_impls=DEFAULT_CPU)
     args = common.parse(parser, argv, worker)
     if args is None:
         return
@@ -195,12 +207,14 @@ def main(argv: list[str] | None = None) -> None:
     spec = {**base, "lengths": sorted(args.lengths or base["lengths"]), **common.run_settings(args, 15.0),
             "modes": list(common.MODES)}
     try:
-        spec["caps"] = common.caps(CAPS, args.cap, list(IMPLS))
+        defaults = CAPS if args.device == "cpu" else {k: v for k, v in CAPS.items() if not k.startswith("flex:")}
+        spec["caps"] = common.caps(defaults, args.cap, list(IMPLS))
     except ValueError as exc:
         parser.error(str(exc))
 
     rows, mm = common.measured(args.threads, args.quick, lambda: common.run_impls(
-        Path(__file__), worker, spec, args.impls, args.quick, timeout_s=900))
+        Path(__file__), worker, spec, args.impls, args.quick, timeout_s=900), busy=args.contention,
+        device=args.device)
 
     by_key = {(r["impl"], r["mode"], r["length"]): r for r in rows}
     for r in rows:
@@ -214,11 +228,13 @@ def main(argv: list[str] | None = None) -> None:
                ("gflops", "GFLOP/s"), ("pct_mm", "% of mm"), ("peak_mib", "peak MiB"),
                ("mem_ratio", "mem / hf_sparse"), ("max_diff", "max |diff| vs hf")]
     text = common.table(rows, columns)
-    cfg = {k: spec[k] for k in ("heads", "head_size", "block_size", "num_random_blocks", "threads", "repeat")}
+    cfg = {k: spec[k] for k in ("heads", "head_size", "block_size", "num_random_blocks", "threads", "repeat",
+                                "device")}
     header = common.header("Attention benchmark", "bench_attention.py", argv, f"config: {cfg}", mm)
-    common.write_report(args.out, "attention", header, text, spec, mm.best, rows,
+    common.write_report(args.out, common.report_name("attention", spec), header, text, spec, mm.best, rows,
                         f"attention alone, H={spec['heads']} D={spec['head_size']} block={spec['block_size']} "
-                        f"r={spec['num_random_blocks']}, {args.threads} threads")
+                        f"r={spec['num_random_blocks']}, {args.threads} threads, {args.device}, "
+                        f"{args.contention} busy processes")
 
 if __name__ == "__main__":
     main()

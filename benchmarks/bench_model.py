@@ -50,27 +50,39 @@ REFERENCE = {"ours_sparse": "hf_sparse", "ours_full": "hf_full", "hf_sparse": "h
 # ---------------------------------------------------------------------------------------------- worker
 
 
-def _load(spec: dict, impl: str) -> torch.nn.Module:
+def save_weights(folder: str, cfg: dict, max_position_embeddings: int) -> None:
+    """Save a random-weight transformers ``BigBirdModel`` of ``cfg`` (seed 0, dropout 0) into ``folder``."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    config = transformers.BigBirdConfig(**cfg, max_position_embeddings=max_position_embeddings,
+                                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    transformers.BigBirdModel(config).save_pretrained(folder)
+
+
+def load_model(folder: str, impl: str, device: str = "cpu") -> torch.nn.Module:
+    """``impl`` (a key of :data:`IMPLS`) loaded from ``folder`` onto ``device``, in ``train()`` mode."""
     library, attention_type = IMPLS[impl]
     if library == "ours":
         import bigbird
 
         # transformers' training-mode random blocks (they differ from the original's at some lengths)
-        model = bigbird.BigBirdModel.from_pretrained(spec["folder"], attention_type=attention_type,
+        model = bigbird.BigBirdModel.from_pretrained(folder, attention_type=attention_type,
                                                      random_attention_eval="transformers")
     else:
         import transformers
 
         transformers.logging.set_verbosity_error()
-        model = transformers.BigBirdModel.from_pretrained(spec["folder"], attention_type=attention_type)
-    return model.train()  # dropout is 0; train() makes transformers draw the seeded random blocks
+        model = transformers.BigBirdModel.from_pretrained(folder, attention_type=attention_type)
+    return model.to(device).train()  # dropout is 0; train() makes transformers draw the seeded random blocks
 
 
 def worker(spec: dict, report=common.emit) -> None:
     """Measure ``spec["impls"]`` at their points, calling ``report`` with each result."""
     torch.set_num_threads(spec["threads"])
     for impl in spec["impls"]:
-        model = _load(spec, impl)
+        model = load_model(spec["folder"], impl, spec["device"])
         warm: set[str] = set()
         for length, mode in spec["points"][impl]:
             report(_measure(spec, model, impl, length, mode, warm_up=mode not in warm))
@@ -80,7 +92,7 @@ def worker(spec: dict, report=common.emit) -> None:
 
 def _measure(spec: dict, model: torch.nn.Module, impl: str, length: int, mode: str, warm_up: bool) -> dict:
     g = torch.Generator().manual_seed(length)
-    ids = torch.randint(5, spec["vocab_size"], (1, length), generator=g)
+    ids = torch.randint(5, spec["vocab_size"], (1, length), generator=g).to(spec["device"])
     mask = torch.ones_like(ids)
 
     def forward() -> torch.Tensor:
@@ -133,20 +145,27 @@ def _points(spec: dict, impls: list[str], caps: dict[str, int]) -> dict[str, lis
 
 
 def _crossover(rows: list[dict]) -> str:
-    """Where our block-sparse model starts beating our full-attention model (forward)."""
+    """Where our block-sparse model is faster than our full-attention model (forward), as measured.
+
+    A crossover is named only when block-sparse is faster at every measured length from some length up;
+    otherwise (timing noise near the crossover, a loaded machine) the lengths where each one won are listed.
+    """
     sparse = {r["length"]: r["time_s"] for r in rows if r["impl"] == "ours_sparse" and r["mode"] == "forward"}
     full = {r["length"]: r["time_s"] for r in rows if r["impl"] == "ours_full" and r["mode"] == "forward"}
     both = sorted(set(sparse) & set(full))
     if not both:
         return "not measured"
+    ratios = "full/sparse time: " + ", ".join(f"{L}: {full[L] / sparse[L]:.2f}x" for L in both)
     faster = [L for L in both if sparse[L] < full[L]]
     if not faster:
-        return f"full attention is faster at every measured length ({both[0]}..{both[-1]})"
-    first = min(L for L in faster if all(sparse[M] < full[M] for M in both if M >= L))
-    below = [L for L in both if L < first]
-    ratios = ", ".join(f"{L}: {full[L] / sparse[L]:.2f}x" for L in both)
-    where = f"between {below[-1]} and {first}" if below else f"at or below {first}"
-    return f"block-sparse is faster from {first} tokens up (crossover {where}); full/sparse time: {ratios}"
+        return f"full attention is faster at every measured length ({both[0]}..{both[-1]}); {ratios}"
+    slower = [L for L in both if L not in faster]
+    if slower and max(slower) > min(faster):  # no single crossover among the measured lengths
+        return (f"no single crossover: block-sparse is faster at {faster}, full attention at {slower}; "
+                f"{ratios}")
+    first = faster[0]
+    where = f"between {slower[-1]} and {first}" if slower else f"at or below {first}"
+    return f"block-sparse is faster from {first} tokens up (crossover {where}); {ratios}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,8 +177,6 @@ def main(argv: list[str] | None = None) -> None:
     args = common.parse(parser, argv, worker)
     if args is None:
         return
-
-    import transformers
 
     cfg = dict(QUICK if args.quick else BASE)
     lengths = sorted(args.lengths or cfg.pop("lengths"))
@@ -175,15 +192,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> list[dict]:
         with tempfile.TemporaryDirectory(prefix="bigbird-bench-") as folder:
-            transformers.logging.set_verbosity_error()
-            torch.manual_seed(0)
-            hf_config = transformers.BigBirdConfig(**cfg, max_position_embeddings=max_pos, hidden_dropout_prob=0.0,
-                                                   attention_probs_dropout_prob=0.0)
-            transformers.BigBirdModel(hf_config).save_pretrained(folder)
+            save_weights(folder, cfg, max_pos)
             spec["folder"] = folder
             return common.run_impls(Path(__file__), worker, spec, args.impls, args.quick, timeout_s=1200)
 
-    rows, mm = common.measured(args.threads, args.quick, run)
+    rows, mm = common.measured(args.threads, args.quick, run, busy=args.contention, device=args.device)
 
     by_key = {(r["impl"], r["mode"], r["length"]): r for r in rows}
     for r in rows:
@@ -208,10 +221,11 @@ def main(argv: list[str] | None = None) -> None:
     model_cfg = {k: spec[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                                       "vocab_size", "block_size", "num_random_blocks", "max_position_embeddings")}
     header = common.header("Model benchmark", "bench_model.py", argv,
-                           f"model: {model_cfg}, batch 1, threads {args.threads}, repeat {spec['repeat']}", mm)
-    common.write_report(args.out, "model", header, text + "\n\n" + "\n".join(notes), spec, mm.best, rows,
+                           f"model: {model_cfg}, batch 1, threads {args.threads}, repeat {spec['repeat']}, "
+                           f"device {args.device}", mm)
+    common.write_report(args.out, common.report_name("model", spec), header, text + "\n\n" + "\n".join(notes), spec, mm.best, rows,
                         f"BigBird encoder H={spec['hidden_size']} x {spec['num_hidden_layers']} layers, batch 1, "
-                        f"{args.threads} threads")
+                        f"{args.threads} threads, {args.device}, {args.contention} busy processes")
 
 if __name__ == "__main__":
     main()

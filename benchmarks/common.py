@@ -11,7 +11,10 @@ Method, stated once:
 * **Peak memory**: each implementation runs in its own fresh process; before each point we free what
   the allocator keeps (``malloc_trim``) and reset the kernel's high-water mark (``/proc/self/clear_refs``),
   so peak = ``VmHWM`` after the first call minus ``VmRSS`` before it: resident memory above the
-  weights and inputs, allocator overhead included.
+  weights and inputs, allocator overhead included. On CUDA (``--device cuda``): the caching allocator's
+  peak (``torch.cuda.max_memory_allocated``) above what was allocated before the call.
+* **Load**: ``--contention N`` runs N busy processes (:mod:`benchmarks.contention`) beside the whole run,
+  the ``torch.mm`` measurements included; the report records N and the load average at the start.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import contention
+from benchmarks.report import header, machine, plot, table, write_report  # noqa: F401 (the scripts' API)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,17 +44,31 @@ ROOT = Path(__file__).resolve().parent.parent
 # ------------------------------------------------------------------------------------------------ timing
 
 
-def time_calls(fn: Callable[[], object], repeat: int, budget_s: float = 10.0) -> dict:
+def time_calls(fn: Callable[[], object], repeat: int, budget_s: float = 10.0, device: str = "cpu") -> dict:
     """Best and median seconds of up to ``repeat`` calls (call ``fn`` once before, as a warm-up).
 
     Stops early once the calls have taken ``budget_s`` in all, so the slow references stay affordable.
+    On CUDA each call is timed up to its last kernel's end (synchronized before and after).
     """
     times: list[float] = []
     while len(times) < max(1, repeat) and sum(times) < budget_s:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+        times.append(timed(fn, device))
     return {"best": min(times), "median": statistics.median(times), "runs": len(times)}
+
+
+def sync(device: str) -> None:
+    """Wait for the device's queued work (a no-op on CPU)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], object], device: str = "cpu") -> float:
+    """Seconds of one call of ``fn`` (on CUDA, up to the end of the work it queued)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
 
 
 def measure_step(step: Callable[[], torch.Tensor], spec: dict,
@@ -61,34 +80,27 @@ def measure_step(step: Callable[[], torch.Tensor], spec: dict,
     times, otherwise that one call is the measurement (it includes the first-call costs: page faults,
     layout draw).
     """
-    base = memory_baseline()
-    start = time.perf_counter()
-    out = step()
-    first = time.perf_counter() - start
-    peak = peak_mib_since(base)
-    values = sample(out)
-    del out
+    device = spec.get("device", "cpu")
+    base = memory_baseline(device)
+    out: list[torch.Tensor] = []
+    first = timed(lambda: out.append(step()), device)
+    peak = peak_mib_since(base, device)
+    values = sample(out.pop())
     if first < spec["max_call_s"]:
-        timing = time_calls(step, spec["repeat"], budget_s=spec["point_budget_s"])
+        timing = time_calls(step, spec["repeat"], budget_s=spec["point_budget_s"], device=device)
     else:
         timing = {"best": first, "median": first, "runs": 1}
     return {"time_s": timing["best"], "median_s": timing["median"], "runs": timing["runs"], "peak_mib": peak,
             "sample": values}
 
 
-def mm_gflops(size: int = 4096, repeat: int = 3) -> float:
+def mm_gflops(size: int = 4096, repeat: int = 3, device: str = "cpu") -> float:
     """GFLOP/s of a large fp32 ``torch.mm`` (the roofline the other numbers are compared with)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    out = torch.empty(size, size)
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    out = torch.empty(size, size, device=device)
     torch.mm(a, b, out=out)
-    best = min(_timed(lambda: torch.mm(a, b, out=out)) for _ in range(repeat))
+    best = min(timed(lambda: torch.mm(a, b, out=out), device) for _ in range(repeat))
     return 2 * size**3 / best / 1e9
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------------------------------- FLOPs
@@ -125,9 +137,14 @@ def _status_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_baseline() -> int:
-    """Release freed memory, reset the high-water mark; return the resident set in KiB."""
+def memory_baseline(device: str = "cpu") -> int:
+    """Release freed memory, reset the high-water mark; return the resident set in KiB (on CUDA: the
+    bytes the caching allocator has handed out)."""
     gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except OSError:
@@ -137,9 +154,11 @@ def memory_baseline() -> int:
     return _status_kb("VmRSS")
 
 
-def peak_mib_since(baseline_kb: int) -> float:
-    """Peak resident memory above ``baseline_kb`` since :func:`memory_baseline`, in MiB."""
-    return (_status_kb("VmHWM") - baseline_kb) / 1024
+def peak_mib_since(baseline: int, device: str = "cpu") -> float:
+    """Peak memory above ``baseline`` (what :func:`memory_baseline` returned) since that call, in MiB."""
+    if device.startswith("cuda"):
+        return (torch.cuda.max_memory_allocated() - baseline) / 2**20
+    return (_status_kb("VmHWM") - baseline) / 1024
 
 
 # -------------------------------------------------------------------------------------------- settings
@@ -147,14 +166,15 @@ def peak_mib_since(baseline_kb: int) -> float:
 MODES = ("forward", "forward+backward")
 
 
-def caps(defaults: dict[str, int], overrides: Sequence[str], impls: Sequence[str]) -> dict[str, int]:
+def caps(defaults: dict[str, int], overrides: Sequence[str], impls: Sequence[str],
+         modes: Sequence[str] = MODES) -> dict[str, int]:
     """Longest length per ``"impl:mode"``: ``defaults`` (missing = no cap), then ``overrides`` such as
-    ``"hf_sparse:forward=16384"`` or ``"hf_sparse:*=16384"`` (both modes).
+    ``"hf_sparse:forward=16384"`` or ``"hf_sparse:*=16384"`` (every mode).
 
     Raises:
         ValueError: On a malformed override or an unknown implementation or mode.
     """
-    out = {f"{i}:{m}": defaults.get(f"{i}:{m}", 1 << 30) for i in impls for m in MODES}
+    out = {f"{i}:{m}": defaults.get(f"{i}:{m}", 1 << 30) for i in impls for m in modes}
     for item in overrides:
         try:
             key, value = item.split("=")
@@ -162,21 +182,23 @@ def caps(defaults: dict[str, int], overrides: Sequence[str], impls: Sequence[str
             length = int(value)
         except ValueError:
             raise ValueError(f"--cap wants IMPL:MODE=LENGTH, got {item!r}") from None
-        modes = MODES if mode == "*" else (mode,)
-        if impl not in impls or not set(modes) <= set(MODES):
-            raise ValueError(f"--cap {item!r}: implementations {list(impls)}, modes {list(MODES)} or *")
-        for m in modes:
+        chosen = tuple(modes) if mode == "*" else (mode,)
+        if impl not in impls or not set(chosen) <= set(modes):
+            raise ValueError(f"--cap {item!r}: implementations {list(impls)}, modes {list(modes)} or *")
+        for m in chosen:
             out[f"{impl}:{m}"] = length
     return out
 
 
 def parser(description: str, impls: Sequence[str], default_caps: dict[str, int], *, repeat: int,
            repeat_help: str, quick_help: str,
-           extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.ArgumentParser:
+           extra: Callable[[argparse.ArgumentParser], None] | None = None,
+           default_impls: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The command line the per-implementation benchmarks share.
 
     ``--lengths``, then what ``extra`` adds, then ``--repeat`` (default ``repeat``), ``--threads``,
-    ``--quick``, ``--impls``, ``--cap``, ``--out`` and the hidden ``--worker``.
+    ``--quick``, ``--impls`` (default ``default_impls`` or all), ``--cap``, ``--contention``, ``--device``,
+    ``--out`` and the hidden ``--worker``.
     """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--lengths", type=int, nargs="+", help="sequence lengths (multiples of the block size)")
@@ -187,9 +209,14 @@ def parser(description: str, impls: Sequence[str], default_caps: dict[str, int],
                    help="torch.set_num_threads in every process (default 2; 1 with --quick, which must "
                         "stay fast on a busy CI machine where OpenMP threads wait for each other)")
     p.add_argument("--quick", action="store_true", help=quick_help)
-    p.add_argument("--impls", nargs="+", choices=list(impls), default=list(impls))
+    p.add_argument("--impls", nargs="+", choices=list(impls), default=list(default_impls or impls))
     p.add_argument("--cap", action="append", default=[], metavar="IMPL:MODE=LENGTH",
-                   help=f"longest length for an implementation and mode (* = both); defaults {default_caps}")
+                   help=f"longest length for an implementation and mode (* = every mode); defaults {default_caps}")
+    p.add_argument("--contention", type=int, default=0, metavar="N",
+                   help="run N busy processes (CPU spinners, same niceness) beside the whole measurement")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the models run")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="seconds each worker process may run; one stopped keeps the points it finished")
     p.add_argument("--out", type=Path, default=RESULTS, help="where the table and plot go")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
@@ -200,6 +227,10 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None,
     """Parse ``argv`` and fill in the default ``--threads``; in a worker process, run ``worker`` on its
     spec and return None."""
     args = p.parse_args(argv)
+    if args.contention < 0:
+        p.error(f"--contention wants a number of busy processes >= 0, got {args.contention}")
+    if args.device == "cuda" and not args.worker and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device here")
     if args.threads is None:
         args.threads = 1 if args.quick else 2
     if args.worker:
@@ -209,9 +240,19 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None,
 
 
 def run_settings(args: argparse.Namespace, max_call_s: float) -> dict:
-    """The spec entries for threads and timing (``--quick``: one timed call, 2 s a point)."""
+    """The spec entries for threads, timing (``--quick``: one timed call, 2 s a point), the busy processes
+    beside the run and the device."""
     return {"threads": args.threads, "repeat": 1 if args.quick else args.repeat, "max_call_s": max_call_s,
-            "point_budget_s": 2.0 if args.quick else 10.0}
+            "point_budget_s": 2.0 if args.quick else 10.0, "contention": args.contention, "device": args.device,
+            "timeout": args.timeout}
+
+
+def report_name(base: str, spec: dict) -> str:
+    """The results' file name: ``base``, then ``_cuda`` on CUDA and ``_busyN`` with N busy processes, so
+    that quiet, contended and GPU results sit side by side."""
+    device = "_cuda" if spec.get("device", "cpu") != "cpu" else ""
+    busy = f"_busy{spec['contention']}" if spec.get("contention") else ""
+    return base + device + busy
 
 
 # ------------------------------------------------------------------------------------- worker processes
@@ -239,8 +280,10 @@ def run_worker(script: Path, spec: dict, timeout_s: float) -> list[dict]:
 
 def run_impls(script: Path, worker: Callable[..., None], spec: dict, impls: Sequence[str], quick: bool,
               timeout_s: float) -> list[dict]:
-    """Results of ``impls``: one fresh ``script`` process per implementation, or with ``quick`` all of
-    them in this process (the smoke test must not pay for more interpreter start-ups)."""
+    """Results of ``impls``: one fresh ``script`` process per implementation (each stopped after
+    ``spec["timeout"]`` seconds if set, else ``timeout_s``), or with ``quick`` all of them in this process
+    (the smoke test must not pay for more interpreter start-ups)."""
+    timeout_s = spec.get("timeout") or timeout_s
     rows: list[dict] = []
     if quick:
         worker({**spec, "impls": list(impls)}, report=rows.append)
@@ -254,12 +297,15 @@ def run_impls(script: Path, worker: Callable[..., None], spec: dict, impls: Sequ
 
 @dataclass
 class Roofline:
-    """``torch.mm`` GFLOP/s before and after a run, and when the run started."""
+    """``torch.mm`` GFLOP/s before and after a run, when the run started, the busy processes beside it and
+    the 1-minute load average before they started."""
 
     size: int
     before: float
     after: float
     started: float
+    busy: int = 0
+    load: float = 0.0
 
     @property
     def best(self) -> float:
@@ -267,15 +313,19 @@ class Roofline:
         return max(self.before, self.after)
 
 
-def measured(threads: int, quick: bool, run: Callable[[], list[dict]]) -> tuple[list[dict], Roofline]:
+def measured(threads: int, quick: bool, run: Callable[[], list[dict]], *, busy: int = 0,
+             device: str = "cpu") -> tuple[list[dict], Roofline]:
     """``run()`` with ``threads`` torch threads, between two ``torch.mm`` measurements (1024^3 with
-    ``quick``, 4096^3 otherwise)."""
+    ``quick``, 4096^3 otherwise), all of it beside ``busy`` busy processes."""
     torch.set_num_threads(threads)
     size = 1024 if quick else 4096
-    before = mm_gflops(size)
-    started = time.perf_counter()
-    rows = run()
-    return rows, Roofline(size, before, mm_gflops(size), started)
+    load = os.getloadavg()[0]
+    with contention.busy(busy):
+        before = mm_gflops(size, device=device)
+        started = time.perf_counter()
+        rows = run()
+        after = mm_gflops(size, device=device)
+    return rows, Roofline(size, before, after, started, busy, load)
 
 
 def add_rates(row: dict, flops: int, mm: float, ref: dict | None, diff: bool = True) -> None:
@@ -285,7 +335,8 @@ def add_rates(row: dict, flops: int, mm: float, ref: dict | None, diff: bool = T
     row["pct_mm"] = 100 * row["gflops"] / mm
     if ref is not None:
         row["speedup"] = ref["time_s"] / row["time_s"]
-        row["mem_ratio"] = row["peak_mib"] / ref["peak_mib"] if ref["peak_mib"] > 0 else None
+        measured = row.get("peak_mib") is not None and (ref.get("peak_mib") or 0) > 0  # None: not measured
+        row["mem_ratio"] = row["peak_mib"] / ref["peak_mib"] if measured else None
         if diff:
             row["max_diff"] = max(abs(a - b) for a, b in zip(row["sample"], ref["sample"]))
 
@@ -293,97 +344,3 @@ def add_rates(row: dict, flops: int, mm: float, ref: dict | None, diff: bool = T
 def emit(result: dict) -> None:
     """Report one point from a worker."""
     print("RESULT " + json.dumps(result), flush=True)
-
-
-# ------------------------------------------------------------------------------------------------ output
-
-
-def machine() -> str:
-    """CPU model, core count and library versions, for the record."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
-
-
-def header(title: str, script: str, argv: list[str] | None, config: str, mm: Roofline) -> str:
-    """The lines above a results table: title, machine, command, ``config``, torch.mm rates, wall time."""
-    command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
-    return (f"# {title}\n\nmachine: {machine()}\ncommand: `{command.strip()}`\n{config}\n"
-            f"torch.mm fp32 {mm.size}^3: {mm.before:.0f} GFLOP/s before, {mm.after:.0f} after "
-            f"(% of mm uses {mm.best:.0f})\nwall time: {time.perf_counter() - mm.started:.0f} s\n")
-
-
-def write_report(out: Path, name: str, head: str, body: str, spec: dict, mm: float, rows: Sequence[dict],
-                 plot_title: str) -> None:
-    """Print ``head`` and ``body``; write ``name``.md (both), ``name``.json (spec and rows without their
-    output samples) and ``name``.png (:func:`plot`) into ``out``."""
-    print(head)
-    print(body)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.md").write_text(head + "\n" + body + "\n")
-    (out / f"{name}.json").write_text(json.dumps({"spec": spec, "mm_gflops": mm, "rows": [
-        {k: v for k, v in r.items() if k != "sample"} for r in rows]}, indent=1))
-    plot(rows, out / f"{name}.png", plot_title)
-    print(f"\nwrote {out / f'{name}.md'} and {out / f'{name}.png'}")
-
-
-def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
-    """A Markdown table of ``rows``; ``columns`` are (key, header) pairs, missing values print as '-'."""
-    cells = [[_fmt(row.get(key)) for key, _ in columns] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
-    line = "| " + " | ".join(h.ljust(w) for (_, h), w in zip(columns, widths)) + " |"
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    body = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |" for r in cells]
-    return "\n".join([line, sep, *body])
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if value >= 100:
-            return f"{value:.0f}"
-        if value >= 10:
-            return f"{value:.1f}"
-        return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
-    return str(value)
-
-
-def plot(rows: Sequence[dict], path: Path, title: str) -> None:
-    """Time and peak memory against length (log-log): a colour per implementation, a line style per mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    impls = sorted({r["impl"] for r in rows})
-    colours = {impl: plt.get_cmap("tab10")(i % 10) for i, impl in enumerate(impls)}
-    styles = {"forward": "-", "forward+backward": "--"}
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 4.8))
-    for impl in impls:
-        for mode, style in styles.items():
-            pts = sorted((r for r in rows if r["impl"] == impl and r["mode"] == mode), key=lambda r: r["length"])
-            for ax, key in ((ax_t, "time_s"), (ax_m, "peak_mib")):
-                xy = [(p["length"], p[key]) for p in pts if p.get(key) is not None and p[key] > 0]
-                if xy:
-                    ax.plot(*zip(*xy), style, marker="o", ms=3, color=colours[impl])
-    for ax, label in ((ax_t, "best time per call (s)"), (ax_m, "peak memory above inputs (MiB)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length (tokens)")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-    handles = [Line2D([], [], color=colours[i], label=i) for i in impls]
-    handles += [Line2D([], [], color="black", linestyle=s, label=m) for m, s in styles.items()]
-    ax_m.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

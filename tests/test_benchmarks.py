@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks import common, contention
+from benchmarks.bench_model import _crossover
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("script,name", [("bench_attention.py", "attention"), ("bench_model.py", "model")])
-def test_benchmark_quick_run(tmp_path, script, name):
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=240, cwd=ROOT)  # a loaded machine is slow
+@pytest.mark.parametrize("script,name,extra", [
+    ("bench_attention.py", "attention", []),
+    ("bench_model.py", "model", []),
+    ("bench_train.py", "train", []),
+    ("bench_train.py", "train_interleaved_busy1", ["--interleaved", "--contention", "1"]),
+])
+def test_benchmark_quick_run(tmp_path, script, name, extra):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out", str(tmp_path),
+                           *extra], capture_output=True, text=True, timeout=240, cwd=ROOT)  # a loaded machine is slow
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert "speed-up vs hf" in out and "GFLOP/s" in out and "% of mm" in out and "peak MiB" in out
@@ -26,3 +35,47 @@ def test_benchmark_quick_run(tmp_path, script, name):
     png = tmp_path / f"{name}.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / f"{name}.md").exists()
+    spec = json.loads((tmp_path / f"{name}.json").read_text())["spec"]
+    assert spec["contention"] == (1 if "--contention" in extra else 0) and spec["device"] == "cpu"
+
+
+def _rows(sparse: dict[int, float], full: dict[int, float]) -> list[dict]:
+    return ([{"impl": "ours_sparse", "mode": "forward", "length": L, "time_s": t} for L, t in sparse.items()]
+            + [{"impl": "ours_full", "mode": "forward", "length": L, "time_s": t} for L, t in full.items()])
+
+
+def test_crossover_reports_what_was_measured_in_any_order():
+    # Faster at 1,024 but not at the longest length (a loaded machine): no crossover is claimed.
+    mixed = _crossover(_rows({768: 1.0, 1024: 1.0, 2048: 3.0}, {768: 0.9, 1024: 1.2, 2048: 2.5}))
+    assert mixed.startswith("no single crossover") and "[1024]" in mixed and "[768, 2048]" in mixed
+    assert "2048: 0.83x" in mixed
+    clean = _crossover(_rows({768: 1.0, 1024: 1.0, 2048: 2.0}, {768: 0.9, 1024: 1.2, 2048: 2.5}))
+    assert clean.startswith("block-sparse is faster from 1024 tokens up (crossover between 768 and 1024)")
+    assert _crossover(_rows({1024: 1.0}, {1024: 2.0})).startswith("block-sparse is faster from 1024 tokens up "
+                                                                  "(crossover at or below 1024)")
+    assert _crossover(_rows({1024: 2.0, 2048: 5.0}, {1024: 1.0, 2048: 4.0})).startswith("full attention is faster")
+    assert _crossover(_rows({1024: 1.0}, {2048: 1.0})) == "not measured"
+
+
+def test_caps_take_any_modes_and_name_the_bad_one():
+    modes = ("forward", "step+ckpt")
+    caps = common.caps({"a:forward": 8}, ["a:step+ckpt=4", "b:*=2"], ["a", "b"], modes)
+    assert caps == {"a:forward": 8, "a:step+ckpt": 4, "b:forward": 2, "b:step+ckpt": 2}
+    with pytest.raises(ValueError, match="'a:step=4'.*modes \\['forward', 'step\\+ckpt'\\]"):
+        common.caps({}, ["a:step=4"], ["a"], modes)
+
+
+def _niceness(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])  # field 19 of proc(5), counted after the command name
+
+
+def test_busy_processes_run_at_our_niceness_and_are_stopped_on_an_error():
+    with pytest.raises(RuntimeError, match="boom"):
+        with contention.busy(2) as procs:
+            assert len(procs) == 2 and all(p.poll() is None for p in procs)
+            assert [_niceness(p.pid) for p in procs] == [contention.niceness()] * 2
+            raise RuntimeError("boom")
+    assert all(p.returncode is not None for p in procs)
+    with pytest.raises(ValueError, match="-1"):
+        contention.start(-1)
