@@ -14,7 +14,11 @@ writes.
     theirs = transformers.BigBirdForSequenceClassification.from_pretrained(
         out, key_mapping=bigbird.BigBirdForSequenceClassification.transformers_key_mapping)
 
-(``from_pretrained(out, config=model.config)`` also works without the config file.)
+(``from_pretrained(out, config=model.config)`` also works without the config file.) Heads whose output
+embeddings are tied to the input ones (masked/causal LM, pre-training) cannot go through that path:
+``safetensors.save_file`` inside ``Trainer._save`` refuses the two names of the one shared tensor that
+``state_dict()`` holds (as for any plain ``nn.Module`` with tied weights). Train those with
+``save_strategy="no"`` and call ``model.save_pretrained(out)``, which writes the tied weight once.
 """
 
 from __future__ import annotations
