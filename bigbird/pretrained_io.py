@@ -239,7 +239,7 @@ class PretrainedIO:
                 if not is_local(name_or_path) or not Path(name_or_path).is_dir():
                     raise
                 raise FileNotFoundError(
-                    f"no config.json in {str(name_or_path)!r}: pass config= (e.g. the trained model's config) or "
+                    f"config.json not found in {str(name_or_path)!r}: pass config= (e.g. the trained model's config) or "
                     "write it with model.config.save_pretrained(folder). transformers.Trainer.save_model writes only "
                     "the weights for models that are not transformers' own PreTrainedModel") from e
             config = BigBirdConfig.from_json_file(config_file, **kwargs)
