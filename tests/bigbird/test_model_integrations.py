@@ -88,6 +88,26 @@ def test_trainer_fine_tunes_and_saves(tmp_path):
     assert _loss(bigbird.BigBirdForSequenceClassification.from_pretrained(out), data) == pytest.approx(after, abs=1e-6)
 
 
+@pytest.mark.parametrize("name", ["BigBirdModel", "BigBirdForQuestionAnswering", "BigBirdForTokenClassification",
+                                  "BigBirdForMultipleChoice"])
+def test_state_dict_under_our_names_loads_into_transformers_with_key_mapping(tmp_path, name):
+    # What Trainer.save_model writes for our models: state_dict() as model.safetensors, plus the config.
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    config = bigbird.BigBirdConfig(**tiny(attention_type="original_full", num_labels=3))
+    model = getattr(bigbird, name)(config).eval()
+    save_file(model.state_dict(), str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(tmp_path)
+    hf, info = getattr(transformers, name).from_pretrained(
+        tmp_path, key_mapping=model.transformers_key_mapping, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = torch.randint(6, 120, (2, 2, 16) if name == "BigBirdForMultipleChoice" else (2, 16),
+                        generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(hf.eval()(input_ids=ids)[0], model(input_ids=ids)[0], atol=1e-5, rtol=1e-5)
+
+
 def test_peft_lora_trains_saves_and_reloads(tmp_path):
     data = _Pairs()
     model = _classifier()
