@@ -3,6 +3,22 @@
 Files are transformers' (``config.json``, ``model.safetensors`` or ``pytorch_model.bin``, sharded with an
 index past ``max_shard_size``), with transformers' parameter names, so either library reads what the other
 writes.
+
+``transformers.Trainer.save_model`` calls ``save_pretrained`` only on transformers' own ``PreTrainedModel``
+(an ``isinstance`` check in ``Trainer._save``); for our models it writes ``model.state_dict()`` alone: a
+``model.safetensors`` under *our* parameter names and no ``config.json``. That folder loads back::
+
+    trainer.save_model(out)
+    model.config.save_pretrained(out)          # the config.json Trainer does not write
+    ours = bigbird.BigBirdForSequenceClassification.from_pretrained(out)   # either naming is read
+    theirs = transformers.BigBirdForSequenceClassification.from_pretrained(
+        out, key_mapping=bigbird.BigBirdForSequenceClassification.transformers_key_mapping)
+
+(``from_pretrained(out, config=model.config)`` also works without the config file.) Heads whose output
+embeddings are tied to the input ones (masked/causal LM, pre-training) cannot go through that path:
+``safetensors.save_file`` inside ``Trainer._save`` refuses the two names of the one shared tensor that
+``state_dict()`` holds (as for any plain ``nn.Module`` with tied weights). Train those with
+``save_strategy="no"`` and call ``model.save_pretrained(out)``, which writes the tied weight once.
 """
 
 from __future__ import annotations
@@ -16,13 +32,23 @@ from typing import Any, TypeVar
 
 import torch
 
-from bigbird.checkpoint import check_config_fits_weights, read_state_dict
+from bigbird.checkpoint import BASE_MAP, HEAD_MAP, check_config_fits_weights, read_state_dict
 from bigbird.config import _DEFAULTS, BigBirdConfig, _as_dtype
 
 M = TypeVar("M")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?)B?\s*$", re.IGNORECASE)
 _WEIGHT_FILE = re.compile(r"^(model(-\d{5}-of-\d{5})?\.safetensors|pytorch_model(-\d{5}-of-\d{5})?\.bin)"
                           r"(\.index\.json)?$")
+
+
+def _transformers_key_mapping() -> dict[str, str]:
+    """transformers' ``from_pretrained(key_mapping=...)`` that renames our parameter names to its own (regex ->
+    replacement, applied to each checkpoint key), built from the one declarative name map."""
+    pairs = [("cls.predictions.bias", "lm_head.decoder.bias"), *HEAD_MAP, *BASE_MAP]
+    return {re.escape(ours).replace(r"\{i\}", r"(\d+)"): hf.replace("{i}", r"\1") for hf, ours in pairs if hf != ours}
+
+
+TRANSFORMERS_KEY_MAPPING: dict[str, str] = _transformers_key_mapping()
 
 
 def parse_size(size: int | str) -> int:
@@ -53,6 +79,10 @@ def _shards(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, torch.
 
 class PretrainedIO:
     """``save_pretrained`` / ``from_pretrained`` of ``BigBirdPreTrainedModel``."""
+
+    #: ``key_mapping=`` for transformers' ``from_pretrained`` on weights saved under our names (what
+    #: ``transformers.Trainer.save_model`` writes for our models; see the module docstring).
+    transformers_key_mapping: dict[str, str] = TRANSFORMERS_KEY_MAPPING
 
     def save_pretrained(self, save_directory: str | os.PathLike, *, is_main_process: bool = True,
                         state_dict: dict[str, torch.Tensor] | None = None, push_to_hub: bool = False,
@@ -203,7 +233,16 @@ class PretrainedIO:
             name_or_path = Path(name_or_path) / subfolder
         hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only}
         if config is None:
-            config = BigBirdConfig.from_json_file(resolve_file(name_or_path, "config.json", **hub), **kwargs)
+            try:
+                config_file = resolve_file(name_or_path, "config.json", **hub)
+            except FileNotFoundError as e:
+                if not is_local(name_or_path) or not Path(name_or_path).is_dir():
+                    raise
+                raise FileNotFoundError(
+                    f"config.json not found in {str(name_or_path)!r}: pass config= (e.g. the trained model's config) or "
+                    "write it with model.config.save_pretrained(folder). transformers.Trainer.save_model writes only "
+                    "the weights for models that are not transformers' own PreTrainedModel") from e
+            config = BigBirdConfig.from_json_file(config_file, **kwargs)
         elif kwargs:
             config = config.copy(**kwargs)
         if state_dict is None:

@@ -24,7 +24,11 @@ INIT_KEYWORDS = frozenset({
     "split_special_tokens", "extra_special_tokens", "additional_special_tokens", "chat_template", "name_or_path",
     "tokenizer_file", "legacy", "use_fast", "trust_remote_code", "token", "subfolder", "sp_model_kwargs",
     "added_tokens_decoder", "tokenizer_class", "_commit_hash", "from_slow", "processor_class", "auto_map",
+    "add_bos_token", "add_eos_token",
 })
+# keywords accepted only at the value that describes BigBird's template ([CLS] A [SEP] [B [SEP]]): transformers
+# takes add_bos_token=True too but leaves BigBird's template unchanged; we refuse what we would not do
+ONLY_FALSE = frozenset({"add_bos_token", "add_eos_token"})
 # transformers refuses these: they would shadow a method
 METHOD_NAMES = frozenset({"add_special_tokens", "get_vocab", "encode", "decode", "tokenize", "pad"})
 CLEANUPS = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
@@ -47,6 +51,10 @@ def check_init_keywords(kwargs: Mapping[str, Any]) -> None:
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {unknown}; accepted besides the named parameters: "
                         f"{sorted(INIT_KEYWORDS)}")
+    unsupported = sorted(k for k in ONLY_FALSE & set(kwargs) if kwargs[k])
+    if unsupported:
+        raise TypeError(f"{', '.join(f'{k}={kwargs[k]!r}' for k in unsupported)} is not supported: BigBird's "
+                        "template is [CLS] A [SEP] (B [SEP]); pass cls_token=/sep_token= to change its tokens")
 
 
 def clean_up_tokenization(text: str) -> str:

@@ -60,22 +60,52 @@ def test_trainer_fine_tunes_and_saves(tmp_path):
 
     out = tmp_path / "saved"
     trainer.save_model(str(out))
-    # Trainer saves a model that is not a transformers PreTrainedModel as its bare state dict (our names, no
-    # config.json); our from_pretrained reads it with the config, and hf_state_dict() renames it for transformers.
+    # Trainer calls save_pretrained only on transformers' own PreTrainedModel; ours it saves as the bare state
+    # dict (our names, no config.json).
     saved = load_file(str(out / "model.safetensors"))
+    assert "bert.layers.0.attn.query.weight" in saved and not (out / "config.json").exists()
     ours = bigbird.BigBirdForSequenceClassification.from_pretrained(out, config=model.config)
     assert _loss(ours, data) == pytest.approx(after, abs=1e-6)
-    hf_config = transformers.BigBirdConfig(**model.config.to_diff_dict())
-    hf = transformers.BigBirdForSequenceClassification.from_pretrained(
-        None, config=hf_config, state_dict=model.hf_state_dict(saved))
+    with pytest.raises(FileNotFoundError, match="config.json.*config="):
+        bigbird.BigBirdForSequenceClassification.from_pretrained(out)
+    # With the config written beside it, both libraries load the folder by path (transformers renames our keys
+    # with the documented key_mapping).
+    model.config.save_pretrained(out)
+    ours = bigbird.BigBirdForSequenceClassification.from_pretrained(out)
+    assert _loss(ours, data) == pytest.approx(after, abs=1e-6)
+    hf, info = transformers.BigBirdForSequenceClassification.from_pretrained(
+        out, key_mapping=bigbird.BigBirdForSequenceClassification.transformers_key_mapping,
+        output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     hf.eval()
     with torch.no_grad():
         assert hf(input_ids=data.ids, labels=data.labels).loss.item() == pytest.approx(after, abs=1e-5)
-    # save_pretrained writes the folder both libraries load by path.
+    # save_pretrained writes the folder both libraries load by path, under transformers' names.
     model.save_pretrained(out)
     hf = transformers.BigBirdForSequenceClassification.from_pretrained(out).eval()
     with torch.no_grad():
         assert hf(input_ids=data.ids, labels=data.labels).loss.item() == pytest.approx(after, abs=1e-5)
+    assert _loss(bigbird.BigBirdForSequenceClassification.from_pretrained(out), data) == pytest.approx(after, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["BigBirdModel", "BigBirdForQuestionAnswering", "BigBirdForTokenClassification",
+                                  "BigBirdForMultipleChoice"])
+def test_state_dict_under_our_names_loads_into_transformers_with_key_mapping(tmp_path, name):
+    # What Trainer.save_model writes for our models: state_dict() as model.safetensors, plus the config.
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    config = bigbird.BigBirdConfig(**tiny(attention_type="original_full", num_labels=3))
+    model = getattr(bigbird, name)(config).eval()
+    save_file(model.state_dict(), str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(tmp_path)
+    hf, info = getattr(transformers, name).from_pretrained(
+        tmp_path, key_mapping=model.transformers_key_mapping, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = torch.randint(6, 120, (2, 2, 16) if name == "BigBirdForMultipleChoice" else (2, 16),
+                        generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(hf.eval()(input_ids=ids)[0], model(input_ids=ids)[0], atol=1e-5, rtol=1e-5)
 
 
 def test_peft_lora_trains_saves_and_reloads(tmp_path):

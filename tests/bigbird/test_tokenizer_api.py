@@ -48,6 +48,20 @@ def test_keywords_of_transformers_are_accepted_and_others_named(folder):
         BigBirdTokenizer(vocab_file=SPM_MODEL, add_special_tokens=True)
 
 
+def test_add_bos_token_false_is_accepted_true_is_refused(folder):
+    # transformers takes both values and leaves BigBird's [CLS] A [SEP] template as it is; we take False (what
+    # the template does) and refuse True instead of ignoring it.
+    ref = transformers.BigBirdTokenizer.from_pretrained(str(folder), bos_token="<BOS>", add_bos_token=False)
+    tok = BigBirdTokenizer.from_pretrained(folder, bos_token="<BOS>", add_bos_token=False, add_eos_token=False)
+    assert tok.bos_token == ref.bos_token == "<BOS>"
+    text = "The boy is rash."
+    assert tok(text)["input_ids"][0] == tok.cls_token_id and tok(text)["input_ids"][-1] == tok.sep_token_id
+    assert tok(text, add_special_tokens=False)["input_ids"] == ref(text, add_special_tokens=False)["input_ids"]
+    for name in ("add_bos_token", "add_eos_token"):
+        with pytest.raises(TypeError, match=f"{name}=True is not supported"):
+            BigBirdTokenizer.from_pretrained(folder, **{name: True})
+
+
 def test_sides_and_padding_match_transformers(tok, folder):
     ref = transformers.BigBirdTokenizer.from_pretrained(str(folder))
     batch = [line.strip() for line in SPM_LINES[:4]]
