@@ -54,13 +54,13 @@ def _codon_hits(seq: str, codons: Sequence[str]) -> np.ndarray:
     return hit
 
 
-def _forward_orfs(seq: str, agree: np.ndarray, min_length: int) -> list[tuple[int, int, int]]:
-    """(start, end, score) of the forward-strand ORFs of ``seq``; ``agree`` is +1/-1 per base."""
+def _forward_orfs(seq: str, agree: Sequence[np.ndarray], min_length: int) -> list[tuple[int, int, int]]:
+    """(start, end, score) of the forward-strand ORFs of ``seq``; ``agree[frame]`` is the per-base score."""
     n = len(seq)
     starts, stops = _codon_hits(seq, START_CODONS), _codon_hits(seq, STOP_CODONS)
-    cum = np.concatenate([[0], np.cumsum(agree, dtype=np.int64)])
     out = []
     for frame in range(3):
+        cum = np.concatenate([[0], np.cumsum(agree[frame], dtype=np.int64)])
         pos = np.arange(frame, n - 2, 3)
         stop_pos = pos[stops[pos]]
         start_pos = pos[starts[pos]]
@@ -78,14 +78,22 @@ def _forward_orfs(seq: str, agree: np.ndarray, min_length: int) -> list[tuple[in
     return out
 
 
-def open_reading_frames(seq: str, *, min_length: int = 90, tags: np.ndarray | None = None) -> list[tuple[Span, int, float]]:
+def open_reading_frames(seq: str, *, min_length: int = 90, tags: np.ndarray | None = None,
+                        codon_starts: np.ndarray | None = None) -> list[tuple[Span, int, float]]:
     """Every ORF of ``seq`` on both strands with its agreement score and strand coverage under ``tags``.
+
+    The score of an ORF is the sum over its bases of +1 (tagged its strand) or -1 (not); with
+    ``codon_starts`` (a tagger's ``B`` bases, one per codon: ``data.tag_period: 3``) each ``B`` inside the
+    ORF adds +1 when it falls on the ORF's codon boundaries and -1 when not, so the tagger's codon phase picks
+    the frame.
 
     Args:
         seq: Upper-case DNA (``N`` and other letters never form a codon).
         min_length: Shortest ORF in bases, start and stop codons included.
         tags: ``(len(seq),)`` per-base tags, 0 ``O``, 1 ``CDS+``, 2 ``CDS-`` (:func:`corpora.genome.cds.base_labels`);
             None: every base coding on both strands.
+        codon_starts: ``(len(seq),)`` bool, the bases tagged ``B``: the first base of a codon in forward
+            coordinates (for ``CDS-`` genes the first base, left to right, of a reverse-strand codon).
 
     Returns:
         ``((start, end, strand), score, coverage)`` per ORF; 0-based, end-exclusive genome coordinates.
@@ -102,17 +110,26 @@ def open_reading_frames(seq: str, *, min_length: int = 90, tags: np.ndarray | No
             on = tags == k + 1
             if k == 1:
                 on = on[::-1]
-        agree = np.where(on, 1, -1).astype(np.int8)
+        base = np.where(on, 1, -1).astype(np.int64)
+        agree = [base] * 3
+        if codon_starts is not None:
+            b = np.asarray(codon_starts, dtype=bool)
+            if len(b) != n:
+                raise ValueError(f"codon_starts has {len(b)} entries for a sequence of {n} bases")
+            # in this strand's coordinates a B is a codon start (forward) or a codon's last base (reverse)
+            b = b & on if k == 0 else b[::-1] & on
+            pos = np.arange(n) - (0 if k == 0 else 2)
+            agree = [base + np.where(b, np.where(pos % 3 == f, 1, -1), 0) for f in range(3)]
         cum = np.concatenate([[0], np.cumsum(on, dtype=np.int64)])
-        for a, b, score in _forward_orfs(s, agree, min_length):
-            coverage = (cum[b] - cum[a]) / (b - a)
-            span = (a, b, strand) if k == 0 else (n - b, n - a, strand)
+        for a, e, score in _forward_orfs(s, agree, min_length):
+            coverage = (cum[e] - cum[a]) / (e - a)
+            span = (a, e, strand) if k == 0 else (n - e, n - a, strand)
             out.append((span, score, float(coverage)))
     return out
 
 
-def decode_genes(seq: str, tags: np.ndarray | None = None, *, min_length: int = 90, min_coverage: float = 0.5,
-                 max_overlap: int = 60) -> list[Span]:
+def decode_genes(seq: str, tags: np.ndarray | None = None, *, codon_starts: np.ndarray | None = None,
+                 min_length: int = 90, min_coverage: float = 0.5, max_overlap: int = 60) -> list[Span]:
     """Genes from per-base tags: the best-agreeing, non-overlapping ORFs (see the module docstring).
 
     Returns:
@@ -120,7 +137,8 @@ def decode_genes(seq: str, tags: np.ndarray | None = None, *, min_length: int = 
     """
     if not 0.0 <= min_coverage <= 1.0:
         raise ValueError(f"min_coverage must be in [0, 1], got {min_coverage}")
-    cands = [(span, score) for span, score, cov in open_reading_frames(seq, min_length=min_length, tags=tags)
+    cands = [(span, score) for span, score, cov in open_reading_frames(seq, min_length=min_length, tags=tags,
+                                                                  codon_starts=codon_starts)
              if score > 0 and cov >= min_coverage]
     cands.sort(key=lambda c: (-c[1], c[0]))
     starts: list[int] = []  # taken genes, sorted by start, and their ends
@@ -138,14 +156,31 @@ def decode_genes(seq: str, tags: np.ndarray | None = None, *, min_length: int = 
     return sorted(taken)
 
 
-def tags_of(spans: Iterable[Span], length: int) -> np.ndarray:
-    """Per-base tags (0 ``O``, 1 ``CDS+``, 2 ``CDS-``) from tag-run spans, e.g. a pipeline's entities."""
-    return base_labels([s for s in spans if s[2] in STRANDS], length)
+def tags_of(spans: Iterable[Span], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-base tags (0 ``O``, 1 ``CDS+``, 2 ``CDS-``) and the bases that start a span, from a tagger's
+    spans (a pipeline's entities: with ``B`` tags every span starts at a ``B``)."""
+    spans = [s for s in spans if s[2] in STRANDS]
+    begins = np.zeros(length, dtype=bool)
+    begins[[s[0] for s in spans if 0 <= s[0] < length]] = True
+    return base_labels(spans, length), begins
 
 
-def decode_batch_output(corpus: str | Path, tags: str | Path, output: str | Path, **kwargs: float) -> int:
+def merge_runs(spans: Iterable[Span]) -> list[Span]:
+    """Adjacent or overlapping spans of one label joined: a tagger's per-codon entities -> runs of one tag."""
+    out: list[Span] = []
+    for s in sorted(spans):
+        if out and out[-1][2] == s[2] and s[0] <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], s[1]), s[2])
+        else:
+            out.append(s)
+    return out
+
+
+def decode_batch_output(corpus: str | Path, tags: str | Path, output: str | Path, *, phase: bool = True,
+                        **kwargs: float) -> int:
     """Genes of each corpus row from the batch job's entities (``id`` joins them), written as TSV in genome
-    coordinates (the entities' offset: ``offset`` column of the corpus); returns the number of genes."""
+    coordinates (the entities' offset: ``offset`` column of the corpus); returns the number of genes.
+    ``phase``: entity starts are codon starts (a tagger trained with ``data.tag_period: 3``)."""
     import pyarrow.parquet as pq
 
     rows = {str(r["id"]): r for r in pq.read_table(corpus).to_pylist()}
@@ -162,7 +197,8 @@ def decode_batch_output(corpus: str | Path, tags: str | Path, output: str | Path
         if r.get("error"):
             raise ValueError(f"row {r['id']!r} was not scored: {r['error']}")
         runs = [(int(e["start"]) - offset, int(e["end"]) - offset, str(e["label"])) for e in r["entities"] or []]
-        for a, b, strand in decode_genes(text, tags_of(runs, len(text)), **kwargs):
+        tags, begins = tags_of(runs, len(text))
+        for a, b, strand in decode_genes(text, tags, codon_starts=begins if phase else None, **kwargs):
             lines.append(f"{row.get('source') or r['id']}\t{a + offset}\t{b + offset}\t{strand[-1]}")
             genes += 1
     Path(output).parent.mkdir(parents=True, exist_ok=True)
