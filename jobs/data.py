@@ -100,7 +100,8 @@ def encode_spec(settings: JobSettings, tokenizer: Any, labels: list[str] | None)
     return EncodeSpec(task=settings.task, tokenizer=tokenizer, max_length=d.max_length, stride=d.stride,
                       columns=d.columns.model_dump(), first_window_only=d.first_window_only, max_chars=d.max_chars,
                       label2id={n: i for i, n in enumerate(labels or [])}, multi_label=d.multi_label,
-                      label_separator=d.label_separator, span_labels=span_labels, scheme=d.tagging_scheme)
+                      label_separator=d.label_separator, span_labels=span_labels, scheme=d.tagging_scheme,
+                      period=d.tag_period)
 
 
 def prepare(settings: JobSettings, tokenizer: Any) -> Prepared:

@@ -131,7 +131,8 @@ def gold_entities(text: str, spans: Sequence[dict], tokenizer: Any, id2label: di
     offs = offsets[0]
     label2id = {v: k for k, v in id2label.items()}
     keep = settings.data.span_labels or sorted({name.split("-", 1)[-1] for name in label2id if name != OUTSIDE})
-    tags = token_tags(offs, spans, label2id, scheme=settings.data.tagging_scheme, keep=keep)
+    tags = token_tags(offs, spans, label2id, scheme=settings.data.tagging_scheme, keep=keep,
+                      period=settings.data.tag_period)
     starts, ends = group_tokens(tags, id2label)
     out = set()
     for s, e in zip(starts, ends):

@@ -45,6 +45,7 @@ class EncodeSpec:
     label_separator: str | None = None
     span_labels: list[str] | None = None  # tagging: labels to keep, first listed wins on overlap
     scheme: str = "BIO"
+    period: int | None = None  # BIO: also a B every ``period`` tokens inside a span
 
 
 # ------------------------------------------------------------------------------------------ label helpers
@@ -87,10 +88,12 @@ def merge_spans(spans: Sequence[dict], keep: Sequence[str] | None) -> list[tuple
 
 
 def token_tags(offsets: np.ndarray, spans: Sequence[dict], label2id: dict[str, int], *, scheme: str,
-               keep: Sequence[str] | None) -> np.ndarray:
+               keep: Sequence[str] | None, period: int | None = None) -> np.ndarray:
     """``(n,)`` tag id of each token: the span the token overlaps (``O`` if none).
 
     Overlapping spans of different labels: the label listed first in ``keep`` wins (sorted order otherwise).
+    ``period`` (BIO only): a token also gets ``B`` when it lies a multiple of ``period`` tokens after its
+    span's first token (with one token per base and ``period=3``: ``B`` on the first base of every codon).
     """
     merged = merge_spans(spans, keep)
     n = len(offsets)
@@ -100,15 +103,20 @@ def token_tags(offsets: np.ndarray, spans: Sequence[dict], label2id: dict[str, i
     order = list(keep) if keep is not None else sorted({label for _, _, label in merged})
     starts, ends = offsets[:, 0], offsets[:, 1]
     span_of = np.full(n, -1, dtype=np.int64)
+    first_token = np.zeros(len(merged), dtype=np.int64)
     # paint the lowest priority first so that the first listed label ends on top
     for k, (s, e, _) in sorted(enumerate(merged), key=lambda item: -order.index(item[1][2])):
         lo, hi = np.searchsorted(ends, s, "right"), np.searchsorted(starts, e, "left")
         span_of[lo:hi] = k
+        first_token[k] = lo
     inside = span_of >= 0
     labels = np.array([merged[k][2] for k in span_of[inside]], dtype=object)
     if scheme == "BIO":
         prev = np.concatenate([[-1], span_of[:-1]])
-        begin = (span_of != prev)[inside]
+        begin = span_of != prev
+        if period is not None:  # counted from the span's own first token, even where another label covers it
+            begin = begin | (inside & ((np.arange(n) - first_token[np.maximum(span_of, 0)]) % period == 0))
+        begin = begin[inside]
         tags[inside] = [label2id[f"{'B' if b else 'I'}-{lab}"] for b, lab in zip(begin, labels)]
     else:
         tags[inside] = [label2id[lab] for lab in labels]
@@ -191,7 +199,7 @@ def encode_records(table: pa.Table, spec: EncodeSpec) -> pa.Table:
         tags = answer = label = None
         if spec.task == "token-classification":
             tags = token_tags(offs, r.get(cols["spans"]) or [], spec.label2id, scheme=spec.scheme,
-                              keep=spec.span_labels)
+                              keep=spec.span_labels, period=spec.period)
         elif spec.task == "question-answering":
             chars = find_answer(r[cols["text"]], r.get(cols["answers"]) or [], r.get(cols["answer_start"]))
             answer = char_span_to_tokens(offs, *chars) if chars else None

@@ -138,6 +138,8 @@ class DataSettings(_Section):
     label_separator: str | None = Field(None, description="split string labels on this (multi-label)")
     span_labels: list[str] | None = Field(None, description="span labels to tag (default: all in train)")
     tagging_scheme: Literal["BIO", "IO"] = "BIO"
+    tag_period: int | None = Field(None, ge=2, description="BIO: a B tag also every N tokens inside a span "
+                                                           "(3: one B per codon of a coding sequence)")
     mlm_probability: float = Field(0.15, gt=0.0, lt=1.0)
     qa_max_answer_tokens: int = Field(30, ge=1)
 
@@ -150,6 +152,9 @@ class DataSettings(_Section):
                              "not both")
         if self.label_separator is not None and not self.multi_label:
             raise ValueError("data.label_separator needs data.multi_label: true")
+        if self.tag_period is not None and self.tagging_scheme != "BIO":
+            raise ValueError(f"data.tag_period {self.tag_period} needs data.tagging_scheme: BIO, "
+                             f"got {self.tagging_scheme!r}")
         if self.span_labels is not None and not self.span_labels:
             raise ValueError("data.span_labels must name at least one label (or be left out)")
         return self

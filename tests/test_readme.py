@@ -28,6 +28,7 @@ COVERAGE: list[tuple[str, str]] = [
     (r"python -m corpora\.genome ", "here:test_genome_command"),
     (r"python -m corpora fetch nctc11397", "test:tests/corpora/test_genome_tagger.py::test_readme_batch_command_on_a_chromosome_slice"),
     (r"bigbird batch --task token-classification --model models/kaptive-cds", "test:tests/corpora/test_genome_tagger.py::test_readme_batch_command_on_a_chromosome_slice"),
+    (r"python -m corpora\.genome\.genes --corpus", "test:tests/corpora/test_genome_tagger.py::test_readme_batch_command_on_a_chromosome_slice"),
     (r"bigbird batch --help", "here:test_help_commands"),
     (r"ray job submit --working-dir \. -- python -m pipelines\.batch",
      "test:tests/test_submit.py::test_readme_batch_submit_runs_on_a_local_cluster"),

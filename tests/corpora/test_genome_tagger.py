@@ -2,8 +2,8 @@
 the committed model on real excerpts, and the README's batch command over a chromosome slice.
 
 Fixtures (tests/fixtures/genome-tagger, see SOURCE.md): the Kaptive OCL1 locus (held out from training) as
-annotated, and 12 kbp of the NCTC11397 chromosome. ``expected.json`` holds the model's spans on both, written
-by ``python -m tests.pipelines.test_genome_tagger`` from the committed model.
+annotated, and 12 kbp of the NCTC11397 chromosome. ``expected.json`` holds the model's tag runs and decoded
+genes on both, written by ``python -m tests.corpora.test_genome_tagger`` from the committed model.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from corpora.genome.cds import (
     spans_of,
     split_rows,
 )
+from corpora.genome.genes import decode_genes, merge_runs, open_reading_frames, tags_of
 from corpora.genome.kaptive import iter_kaptive_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,7 @@ CHROMOSOME = FIXTURES / "nctc11397-1200000-1212000.fasta"
 EXPECTED = FIXTURES / "expected.json"
 AGREEMENT = 0.99  # share of bases whose tag must match the stored run (other CPUs and thread counts may flip
 # the few bases where the model hesitates between strands)
+GENE_AGREEMENT = 0.9  # share of the stored decoded genes found again (same strand, 80% overlap)
 
 
 def _locus() -> dict:
@@ -102,6 +104,33 @@ def test_base_and_gene_scores():
     assert base_f1(counts) == pytest.approx(600 / 950)
 
 
+def test_orfs_follow_the_codon_grammar_on_both_strands():
+    row = _locus()
+    text, n = row["text"], len(row["text"])
+    comp = str.maketrans("ACGT", "TGCA")
+    orfs = open_reading_frames(text, min_length=90)
+    assert len(orfs) > 20
+    for (a, b, strand), score, coverage in orfs:
+        gene = text[a:b] if strand == "CDS+" else text[a:b].translate(comp)[::-1]
+        assert (b - a) % 3 == 0 and b - a >= 90 and coverage == 1.0 and score == b - a
+        assert gene[:3] in ("ATG", "GTG", "TTG") and gene[-3:] in ("TAA", "TAG", "TGA")
+        assert not {gene[i:i + 3] for i in range(0, len(gene) - 3, 3)} & {"TAA", "TAG", "TGA"}, (a, b, strand)
+    truth = list(iter_spans(row))
+    # the annotation's own tags decode back to its genes; all-O tags decode to none
+    assert gene_counts(decode_genes(text, base_labels(truth, n)), truth).tolist()[:2] == [9, 9]
+    assert decode_genes(text, base_labels([], n)) == []
+    # tags on the wrong strand lose the gene to nothing; codon starts pick the frame of a tagged stretch
+    wrong = base_labels([(a, b, "CDS-" if lab == "CDS+" else "CDS+") for a, b, lab in truth], n)
+    assert gene_counts(decode_genes(text, wrong), truth).tolist()[0] == 0
+    tags, begins = tags_of([(a + i, a + i + 3, lab) for a, b, lab in truth for i in range(0, b - a, 3)], n)
+    assert (tags == base_labels(truth, n)).all() and begins.sum() == sum((b - a) // 3 for a, b, _ in truth)
+    assert gene_counts(decode_genes(text, tags, codon_starts=begins), truth).tolist()[:2] == [9, 9]
+    assert merge_runs([(0, 3, "CDS+"), (3, 6, "CDS+"), (6, 9, "CDS-"), (12, 15, "CDS-")]) == \
+        [(0, 6, "CDS+"), (6, 9, "CDS-"), (12, 15, "CDS-")]
+    with pytest.raises(ValueError, match="tags has 3 entries for a sequence of 8658 bases"):
+        decode_genes(text, base_labels([], 3))
+
+
 # --------------------------------------------------------------------------- the committed model
 
 
@@ -119,21 +148,39 @@ def _agreement(got: list, expected: list, length: int) -> float:
     return float((base_labels(got, length) == base_labels(expected, length)).mean())
 
 
+def tag_and_decode(tagger, text: str) -> tuple[list, list]:
+    """(tag runs, decoded genes) of the tagger on ``text``: its entities start at its B tags (codon starts)."""
+    spans = spans_of(tagger(text))
+    tags, begins = tags_of(spans, len(text))
+    return merge_runs(spans), decode_genes(text, tags, codon_starts=begins)
+
+
+def _same_genes(got: list, expected: list) -> float:
+    """Share of the expected genes found again in ``got`` (same strand, 80% overlap of both)."""
+    return float(gene_counts(got, expected)[0]) / max(1, len(expected))
+
+
 def test_model_on_held_out_locus_matches_expectations_and_annotation(tagger):
     row = _locus()
     n = len(row["text"])
-    got = spans_of(tagger(row["text"]))
+    runs, genes = tag_and_decode(tagger, row["text"])
     expected = json.loads(EXPECTED.read_text())["locus"]
-    assert _agreement(got, [tuple(s) for s in expected["spans"]], n) >= AGREEMENT
-    f1 = base_f1(base_counts(base_labels(got, n), base_labels(iter_spans(row), n)))
+    assert _agreement(runs, [tuple(s) for s in expected["runs"]], n) >= AGREEMENT
+    assert _same_genes(genes, [tuple(s) for s in expected["genes"]]) >= GENE_AGREEMENT
+    truth = list(iter_spans(row))
+    f1 = base_f1(base_counts(base_labels(runs, n), base_labels(truth, n)))
     assert f1 == pytest.approx(expected["base_f1"], abs=0.01)
+    found = gene_counts(genes, truth)[0]
+    assert abs(int(found) - expected["genes_found"]) <= 1
 
 
 def test_model_on_chromosome_excerpt_matches_expectations(tagger):
     text, _ = _chromosome()
-    expected = [tuple(s) for s in json.loads(EXPECTED.read_text())["chromosome"]["spans"]]
-    assert {lab for *_, lab in expected} == {"CDS+", "CDS-"}  # both strands: not a constant tagger
-    assert _agreement(spans_of(tagger(text)), expected, len(text)) >= AGREEMENT
+    runs, genes = tag_and_decode(tagger, text)
+    expected = json.loads(EXPECTED.read_text())["chromosome"]
+    assert {lab for *_, lab in expected["runs"]} == {"CDS+", "CDS-"}  # both strands: not a constant tagger
+    assert _agreement(runs, [tuple(s) for s in expected["runs"]], len(text)) >= AGREEMENT
+    assert _same_genes(genes, [tuple(s) for s in expected["genes"]]) >= GENE_AGREEMENT
 
 
 def _readme_command(prefix: str) -> list[str]:
@@ -144,9 +191,10 @@ def _readme_command(prefix: str) -> list[str]:
 
 
 def test_readme_batch_command_on_a_chromosome_slice(ray_cluster, tmp_path, monkeypatch):
-    """The README's two commands as written, on the committed 12 kbp slice instead of the whole chromosome:
-    ``fetch nctc11397`` converts it (the conversion step, offline), the batch job tags it, and the genes come
-    back in genome coordinates, equal to the pipeline's spans on the slice shifted by its offset."""
+    """The README's three commands as written, on the committed 12 kbp slice instead of the whole chromosome:
+    ``fetch nctc11397`` converts it (the conversion step, offline), the batch job tags it (tags in genome
+    coordinates, equal to the pipeline's spans on the slice shifted by its offset), and ``corpora.genome.genes``
+    decodes the genes, equal to the decoded genes of the pipeline's tags, shifted."""
     from bigbird.tasks import pipeline
     from corpora.fetching import convert
     from pipelines import batch
@@ -172,22 +220,36 @@ def test_readme_batch_command_on_a_chromosome_slice(ray_cluster, tmp_path, monke
     tag = pipeline("token-classification", str(MODEL), stride=settings.stride)
     assert got == [(s + start, e + start, lab) for s, e, lab in spans_of(tag(text))]
     assert len(got) >= 3 and all(start <= s < e <= start + len(text) for s, e, _ in got)
+    from corpora.genome.genes import main as genes_main
+
+    args = _readme_command("python -m corpora.genome.genes")[3:]
+    assert genes_main(args) == 0
+    out = tmp_path / args[args.index("--output") + 1]
+    header, *lines = out.read_text().splitlines()
+    assert header == "seqid\tstart\tend\tstrand"
+    genes = [(int(a), int(b), f"CDS{s}") for _, a, b, s in (line.split("\t") for line in lines)]
+    assert genes == [(s + start, e + start, lab) for s, e, lab in tag_and_decode(tag, text)[1]] and len(genes) >= 3
 
 
 def write_expected() -> None:
-    """Run the committed model on both fixtures and store its spans (and the locus F1) in expected.json."""
+    """Run the committed model on both fixtures; store its tag runs, decoded genes and locus scores."""
     from bigbird.tasks import pipeline
 
     tag = pipeline("token-classification", str(MODEL), batch_size=4, stride=256)
     row = _locus()
-    spans = spans_of(tag(row["text"]))
+    runs, genes = tag_and_decode(tag, row["text"])
     n = len(row["text"])
-    f1 = base_f1(base_counts(base_labels(spans, n), base_labels(iter_spans(row), n)))
+    truth = list(iter_spans(row))
+    f1 = base_f1(base_counts(base_labels(runs, n), base_labels(truth, n)))
+    found = int(gene_counts(genes, truth)[0])
     text, _ = _chromosome()
-    out = {"model": "models/kaptive-cds", "locus": {"id": row["id"], "base_f1": round(f1, 4), "spans": spans},
-           "chromosome": {"id": next(iter_fasta(CHROMOSOME)).id, "spans": spans_of(tag(text))}}
+    c_runs, c_genes = tag_and_decode(tag, text)
+    out = {"model": "models/kaptive-cds",
+           "locus": {"id": row["id"], "base_f1": round(f1, 4), "genes_found": found, "runs": runs, "genes": genes},
+           "chromosome": {"id": next(iter_fasta(CHROMOSOME)).id, "runs": c_runs, "genes": c_genes}}
     EXPECTED.write_text(json.dumps(out, indent=None).replace("]], ", "]],\n ") + "\n")
-    print(f"{EXPECTED}: locus F1 {f1:.4f}, {len(spans)} + {len(out['chromosome']['spans'])} spans", file=sys.stderr)
+    print(f"{EXPECTED}: locus F1 {f1:.4f}, {found}/{len(truth)} genes; chromosome {len(c_runs)} runs, "
+          f"{len(c_genes)} genes", file=sys.stderr)
 
 
 if __name__ == "__main__":

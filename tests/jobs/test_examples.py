@@ -190,3 +190,17 @@ def test_gold_entities_follow_token_boundaries():
     spans = [{"start": 2, "end": 5, "label": "exon"}, {"start": 4, "end": 7, "label": "exon"},
              {"start": 9, "end": 10, "label": "gene"}]
     assert gold_entities("ACGTACGTACGT", spans, DNA, id2label, s) == {(2, 7, "exon")}
+
+
+def test_token_tags_period_puts_a_b_on_every_codon():
+    offsets = np.stack([np.arange(20), np.arange(1, 21)], 1)
+    bio = tag_names(["CDS+", "CDS-"], "BIO")
+    ids = {n: i for i, n in enumerate(bio)}
+    spans = [{"start": 2, "end": 11, "label": "CDS+"}, {"start": 9, "end": 18, "label": "CDS-"}]
+    names = [bio[t] for t in token_tags(offsets, spans, ids, scheme="BIO", keep=["CDS+", "CDS-"], period=3)]
+    assert names[:2] == ["O", "O"] and names[18:] == ["O", "O"]
+    assert [n[0] for n in names[2:11]] == list("BIIBIIBII") and set(names[2:11]) == {"B-CDS+", "I-CDS+"}
+    # CDS- loses bases 9-10 to CDS+ (listed first), but keeps its codon phase from its own start (9): B at 12, 15
+    assert names[11:18] == ["B-CDS-", "B-CDS-", "I-CDS-", "I-CDS-", "B-CDS-", "I-CDS-", "I-CDS-"]
+    plain = token_tags(offsets, spans, ids, scheme="BIO", keep=["CDS+", "CDS-"])
+    assert [bio[t][0] for t in plain[2:18]] == list("BIIIIIIIIB") + list("IIIIII")

@@ -72,6 +72,8 @@ def test_overrides_are_yaml_values():
     ({"model": {"from_pretrained": "m", "tokenizer": "unigram", "unigram": {"vocab_size": 3}}}, "model.unigram.vocab_size"),
     ({"data__eval": "e", "data__eval_fraction": 0.1}, "not both"),
     ({"data__eval_fraction": 1.5}, "data.eval_fraction"),
+    ({"data__tagging_scheme": "IO", "data__tag_period": 3}, "data.tag_period 3 needs data.tagging_scheme: BIO"),
+    ({"data__tag_period": 1}, "data.tag_period"),
     ({"train__batch_size": 0}, "train.batch_size"),
     ({"train__lr": -1}, "train.lr"),
     ({"train__fail_at_step": 3, "train__fail_rank": 1}, "fail_rank 1 must be below"),
