@@ -47,13 +47,13 @@ torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_availab
 step tests 75 "$PYTHON" -m pytest -q -p no:cacheprovider tests/cuda --junitxml "$OUT_DIR/cuda_tests.xml"
 # Each implementation runs in its own process, stopped after --timeout seconds (it keeps the points it finished),
 # so the report is written inside the step's limit.
-step attention 150 "$PYTHON" benchmarks/bench_attention.py --device cuda --threads "$THREADS" --lengths $LENGTHS \
+step attention 140 "$PYTHON" benchmarks/bench_attention.py --device cuda --threads "$THREADS" --lengths $LENGTHS \
   --impls ours hf_sparse sdpa_dense flex --cap "hf_sparse:*=16384" --cap "sdpa_dense:*=32768" --repeat 5 \
   --timeout 30 --out "$OUT_DIR"
 step model 130 "$PYTHON" benchmarks/bench_model.py --device cuda --threads "$THREADS" --lengths $LENGTHS \
   --cap "ours_sparse:*=32768" --cap "ours_full:*=32768" --cap "hf_sparse:*=16384" --cap "hf_full:*=8192" \
   --repeat 3 --timeout 25 --out "$OUT_DIR"
-step ray 90 "$PYTHON" scripts/gpu_ray_smoke.py --num-gpus 1 --out "$OUT_DIR"
+step ray 110 "$PYTHON" scripts/gpu_ray_smoke.py --num-gpus 1 --out "$OUT_DIR"
 
 echo "results in $OUT_DIR: summary.txt, machine.txt, *.log, cuda_tests.xml, attention_cuda.*, model_cuda.*, ray_smoke.json"
 ! grep -q FAILED "$SUMMARY"

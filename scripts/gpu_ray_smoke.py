@@ -47,7 +47,7 @@ def _batch(model: Path, corpus: Path, output: Path, num_gpus: float, records: in
     from pipelines.settings import BatchSettings
 
     settings = BatchSettings(task=TASK, model=str(model), input=str(corpus), output=str(output), num_gpus=num_gpus,
-                             actors=1, max_length=128, progress_seconds=2.0)
+                             actors=1, max_length=128, stride=32, progress_seconds=2.0)
     stats = run(settings)
     rows = pq.read_table(output, columns=["id"]).num_rows if output.exists() else 0
     if stats.records != records or rows != records or stats.errors:
@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"num_gpus": args.num_gpus, "ok": False}
-    ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
-             log_to_driver=False, configure_logging=False)
     try:
+        ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
         with tempfile.TemporaryDirectory(prefix="bigbird-ray-smoke-") as tmp:
             folder = Path(tmp)
             model = build_task_model(folder / "model", TASK)

@@ -49,6 +49,7 @@ def test_every_gpu_check_command_parses(tmp_path, capsys):
 def test_ray_smoke_runs_on_cpu(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_ray_smoke.py"), "--num-gpus", "0", "--out",
                            str(tmp_path), "--records", "6"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert (tmp_path / "ray_smoke.json").exists(), (proc.returncode, proc.stderr[-3000:])
     result = json.loads((tmp_path / "ray_smoke.json").read_text())
     assert proc.returncode == 0 and result["ok"], (result.get("error"), proc.stderr[-2000:])
     assert result["batch"]["records"] == 6 and result["probe"]["cuda"] is torch.cuda.is_available()
