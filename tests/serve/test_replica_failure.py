@@ -48,8 +48,8 @@ def test_replica_killed_under_load_loses_no_request(urls, references, task_model
         def new_replicas() -> list[str]:
             return [r for r in state()["started"] if r not in before["started"]]
 
-        back = wait_for(lambda: new_replicas() and running_replicas(APP) == 2, 120, "a new replica RUNNING")
-        wait_for(lambda: any(r in state()["first_answer"] for r in new_replicas()), 120,
+        back = wait_for(lambda: new_replicas() and running_replicas(APP) == 2, 300, "a new replica RUNNING")
+        wait_for(lambda: any(r in state()["first_answer"] for r in new_replicas()), 300,
                  "the new replica answering")
         time.sleep(2)  # a little more load on the two replicas
     finally:
