@@ -78,7 +78,7 @@ class TaskModel:
         self.metrics = ModelMetrics()
         self.scoring_since: float | None = None  # monotonic start of the scoring pass under way
         self.suspect: str | None = None  # the last internal scoring failure, until the probe passes again
-        self.probe = self.pipe.prepare(probe_input(self.pipe), {})  # tokenized once: a tiny known-good input
+        self.probe = make_probe(self.pipe)  # tokenized once: a tiny known-good input
         logger.info("loaded %s for %s on %s", s.model, s.task, device)
 
     def ready(self) -> str:
@@ -140,6 +140,7 @@ class TaskModel:
             self.scoring_since = None
 
     def score_requests(self, requests: list[dict[str, Any]], start: float) -> list[Outcome]:
+        """:meth:`run_batch`'s work: prepare each request alone, score the groups, record the metrics."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         jobs: dict[int, Job] = {}
         for i, req in enumerate(requests):
@@ -257,13 +258,21 @@ class TaskModel:
         return Outcome(500, error="internal error while scoring", tokens=job.tokens)
 
 
-def probe_input(pipe: Any) -> Any:
-    """A tiny input the pipeline's task accepts (the health check's probe)."""
-    if pipe.task == "question-answering":
-        return {"question": "What is this?", "context": "This is a short probe text."}
-    if pipe.task == "fill-mask":
-        return f"This is a {pipe.tokenizer.mask_token} probe."
-    return "This is a short probe text."
+def make_probe(pipe: Any) -> Any:
+    """The health check's probe: a tiny input of the pipeline's task, prepared; English text, or DNA bases
+    where the vocabulary rejects text."""
+    prepared = None
+    for text in ("This is a short probe text.", "ACGTACGTACGTACGTACGTACGT"):
+        if pipe.task == "question-answering":
+            inputs: Any = {"question": text[:12], "context": text}
+        elif pipe.task == "fill-mask":
+            inputs = f"{text[:12]} {pipe.tokenizer.mask_token} {text[12:]}"
+        else:
+            inputs = text
+        prepared = pipe.prepare(inputs, {})
+        if not prepared.errors:
+            break
+    return prepared
 
 
 def cut_questions(pipe: Any, prepared: Any, max_question_len: int) -> None:
