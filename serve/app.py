@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
-from ray.exceptions import RayActorError, TaskCancelledError
+from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError, WorkerCrashedError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers, MutableHeaders
@@ -35,7 +35,10 @@ logger = logging.getLogger("ray.serve")
 
 # Errors that mean "no replica can take this now": answered 503 with Retry-After.
 UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RayActorError,
-               TaskCancelledError)
+               TaskCancelledError, WorkerCrashedError)
+# Errors that mean the replica answering a request died or vanished before it answered (ActorDiedError and
+# ActorUnavailableError are RayActorErrors); such a request is sent once more, to a live replica.
+REPLICA_LOST = (RayActorError, ReplicaUnavailableError, WorkerCrashedError)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text} for code, text in (
         (404, "Task not served by this application"), (408, "Body not received within the body deadline"),
@@ -64,6 +67,18 @@ def error_response(status: int, message: str, request_id: str, *, retry_after: i
         body["detail"] = detail
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return SafeJSONResponse(body, status_code=status, headers=headers)
+
+
+async def awaited(response: Any) -> Outcome:
+    """The outcome of a model call (a coroutine, for ``asyncio.wait_for``)."""
+    return await response
+
+
+def replica_lost(error: BaseException) -> bool:
+    """Whether a failed model call lost its replica (worth one retry on another), as opposed to an exception the
+    model itself raised (a ``RayTaskError``, even one carrying an actor error from inside the model) or an
+    overload."""
+    return isinstance(error, REPLICA_LOST) and not isinstance(error, RayTaskError)
 
 
 def unparsable_body(error: BaseException | None) -> str | None:
@@ -240,24 +255,32 @@ class Ingress:
         return error_response(503, message, request_id, retry_after=self.limits.retry_after_s)
 
     async def predict(self, payload: dict[str, Any], request_id: str) -> JSONResponse:
-        """Forward one request to the model deployment and map its outcome (or failure) to HTTP."""
-        response = self.model.predict.remote({**payload, "request_id": request_id})
+        """Forward one request to the model deployment and map its outcome (or failure) to HTTP.
+
+        Inference is idempotent (the answer depends on the body only), so a request whose replica died while
+        holding it is sent once more, within the same request timeout; Serve routes it to a live replica.
+        Nothing else is retried: client errors and model errors are outcomes, and overload stays a 503."""
         timeout = self.limits.request_timeout_s
-
-        async def result() -> Outcome:
-            return await response
-
-        try:
-            outcome = await asyncio.wait_for(result(), timeout)
-        except asyncio.TimeoutError:
-            response.cancel()
-            return self.unavailable(f"no result within the {timeout:g} s request timeout; the server is "
-                                    "overloaded, retry later", request_id)
-        except BackPressureError as e:
-            return self.unavailable(f"server overloaded ({e}); retry later", request_id)
-        except UNAVAILABLE as e:
-            logger.warning("request %s: model unavailable: %s", request_id, e)
-            return self.unavailable("model replica unavailable (restarting?); retry later", request_id)
+        deadline = time.monotonic() + timeout
+        for attempt in (1, 2):
+            response = self.model.predict.remote({**payload, "request_id": request_id})
+            try:
+                outcome = await asyncio.wait_for(awaited(response), max(deadline - time.monotonic(), 0.0))
+            except asyncio.TimeoutError:
+                response.cancel()
+                return self.unavailable(f"no result within the {timeout:g} s request timeout; the server is "
+                                        "overloaded, retry later", request_id)
+            except BackPressureError as e:
+                return self.unavailable(f"server overloaded ({e}); retry later", request_id)
+            except UNAVAILABLE as e:
+                if attempt == 1 and replica_lost(e):
+                    logger.warning("request %s: its model replica was lost (%s); retrying once on a live replica",
+                                   request_id, type(e).__name__)
+                    continue
+                logger.warning("request %s: model unavailable: %s", request_id, e)
+                again = " (also after one retry)" if attempt == 2 else ""
+                return self.unavailable(f"model replica unavailable{again} (restarting?); retry later", request_id)
+            break
         if outcome.status == 200:
             return SafeJSONResponse(outcome.result)
         return error_response(outcome.status, outcome.error or "error", request_id)

@@ -76,11 +76,38 @@ class TaskModel:
         self.batch.set_max_batch_size(s.max_batch_size)
         self.batch.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
         self.metrics = ModelMetrics()
+        self.scoring_since: float | None = None  # monotonic start of the scoring pass under way
+        self.suspect: str | None = None  # the last internal scoring failure, until the probe passes again
+        self.probe = make_probe(self.pipe)  # tokenized once: a tiny known-good input
         logger.info("loaded %s for %s on %s", s.model, s.task, device)
 
     def ready(self) -> str:
         """The served task, once the model is loaded (what the ingress's health check awaits)."""
         return self.pipe.task
+
+    async def check_health(self) -> None:
+        """Serve's periodic health check (``health_check_period_s``; three failures in a row and Serve replaces
+        the replica). Cheap unless something went wrong: fails if the model is gone, if one scoring pass has
+        run longer than ``stuck_after_s`` (a hung forward: every request behind it would time out), or, after a
+        scoring pass raised an internal error, if the probe (a tiny cached input) fails too: then the failure
+        was the replica's (a broken device, say), not one request's. A probe that passes clears the suspicion.
+
+        Raises:
+            RuntimeError: Naming what is wrong.
+        """
+        if getattr(self.pipe, "model", None) is None:
+            raise RuntimeError("no model loaded")
+        since = self.scoring_since
+        if since is not None and time.monotonic() - since > self.settings.stuck_after_s:
+            raise RuntimeError(f"stuck: a scoring pass has run for {time.monotonic() - since:.0f} s, more than "
+                               f"stuck_after_s {self.settings.stuck_after_s:g}")
+        if self.suspect is not None:
+            try:
+                await asyncio.to_thread(self.score_group, [self.probe], self.probe.params)
+            except Exception as e:
+                raise RuntimeError(f"model failing: the probe input fails ({type(e).__name__}: {e}) after a "
+                                   f"scoring failure ({self.suspect})") from e
+            self.suspect = None
 
     def stats(self) -> dict[str, int]:
         """Totals of this replica since it started: batches, requests and tokens scored."""
@@ -99,12 +126,21 @@ class TaskModel:
             return await asyncio.to_thread(self.run_batch, requests)
         except Exception:  # run_batch isolates requests; a last resort that keeps the replica serving
             logger.exception("batch of %d requests failed", len(requests))
+            self.suspect = "a whole batch failed"
             return [Outcome(500, error="internal error while scoring") for _ in requests]
 
     # ------------------------------------------------------------------------------------ batch
     def run_batch(self, requests: list[dict[str, Any]]) -> list[Outcome]:
         """Outcomes of a batch of requests, in order: each request's result or its own error."""
         start = time.perf_counter()
+        self.scoring_since = time.monotonic()
+        try:
+            return self.score_requests(requests, start)
+        finally:
+            self.scoring_since = None
+
+    def score_requests(self, requests: list[dict[str, Any]], start: float) -> list[Outcome]:
+        """:meth:`run_batch`'s work: prepare each request alone, score the groups, record the metrics."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         jobs: dict[int, Job] = {}
         for i, req in enumerate(requests):
@@ -214,12 +250,29 @@ class TaskModel:
             at += len(p.windows)
         return results
 
-    @staticmethod
-    def failed(job: Job, error: Exception) -> Outcome:
+    def failed(self, job: Job, error: Exception) -> Outcome:
         if isinstance(error, (TypeError, ValueError)):  # the pipeline's word for a bad input or parameter
             return Outcome(422, error=str(error), tokens=job.tokens)
         logger.error("request %s failed", job.request_id, exc_info=error)
+        self.suspect = f"{type(error).__name__}: {error}"  # the next health check probes the model
         return Outcome(500, error="internal error while scoring", tokens=job.tokens)
+
+
+def make_probe(pipe: Any) -> Any:
+    """The health check's probe: a tiny input of the pipeline's task, prepared; English text, or DNA bases
+    where the vocabulary rejects text."""
+    prepared = None
+    for text in ("This is a short probe text.", "ACGTACGTACGTACGTACGTACGT"):
+        if pipe.task == "question-answering":
+            inputs: Any = {"question": text[:12], "context": text}
+        elif pipe.task == "fill-mask":
+            inputs = f"{text[:12]} {pipe.tokenizer.mask_token} {text[12:]}"
+        else:
+            inputs = text
+        prepared = pipe.prepare(inputs, {})
+        if not prepared.errors:
+            break
+    return prepared
 
 
 def cut_questions(pipe: Any, prepared: Any, max_question_len: int) -> None:

@@ -76,6 +76,9 @@ class ServeSettings(BaseModel):
         request_timeout_s: Time a request may wait for its result (503 beyond).
         retry_after_s: ``Retry-After`` sent with 503 answers.
         ingress_replicas, ingress_max_ongoing_requests: The HTTP ingress deployment's size.
+        health_check_period_s, health_check_timeout_s: How often Serve calls a model replica's
+            ``check_health`` and how long it waits for it (three failures in a row: the replica is replaced).
+        stuck_after_s: A scoring pass running longer than this fails the health check (a hung replica).
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -108,6 +111,9 @@ class ServeSettings(BaseModel):
     retry_after_s: int = Field(1, ge=0)
     ingress_replicas: int = Field(1, ge=1)
     ingress_max_ongoing_requests: int = Field(512, ge=1)
+    health_check_period_s: float = Field(10.0, gt=0)
+    health_check_timeout_s: float = Field(30.0, gt=0)
+    stuck_after_s: float = Field(300.0, gt=0)
 
     @field_validator("task")
     @classmethod
@@ -134,6 +140,9 @@ class ServeSettings(BaseModel):
                              f"{self.max_batch_size}: batches could never fill")
         if self.max_length is not None and self.stride >= self.max_length:
             raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length}")
+        if self.stuck_after_s <= self.request_timeout_s:
+            raise ValueError(f"stuck_after_s {self.stuck_after_s:g} must exceed request_timeout_s "
+                             f"{self.request_timeout_s:g}: a pass within the request timeout is not stuck")
         if self.max_body_reads >= self.ingress_max_ongoing_requests:
             raise ValueError(f"max_body_reads {self.max_body_reads} must be below ingress_max_ongoing_requests "
                              f"{self.ingress_max_ongoing_requests}: stalled uploads would hold every slot")
@@ -161,7 +170,8 @@ class ServeSettings(BaseModel):
             scaling = {"autoscaling_config": self.autoscaling.model_dump()}
         return {"ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
                 "max_ongoing_requests": self.max_ongoing_requests,
-                "max_queued_requests": self.max_queued_requests, **scaling}
+                "max_queued_requests": self.max_queued_requests, "health_check_period_s": self.health_check_period_s,
+                "health_check_timeout_s": self.health_check_timeout_s, **scaling}
 
 
 def format_errors(error: ValidationError) -> str:

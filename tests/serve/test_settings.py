@@ -21,7 +21,8 @@ def test_defaults():
     assert (s.host, s.port, s.max_body_bytes, s.replicas) == ("127.0.0.1", 8000, 2 * MiB, 1)
     assert s.num_gpus == (1.0 if torch.cuda.is_available() else 0.0)
     assert s.replica_options() == {"ray_actor_options": {"num_cpus": 1.0, "num_gpus": s.num_gpus},
-                                   "max_ongoing_requests": 32, "max_queued_requests": 64, "num_replicas": 1}
+                                   "max_ongoing_requests": 32, "max_queued_requests": 64, "num_replicas": 1,
+                                   "health_check_period_s": 10.0, "health_check_timeout_s": 30.0}
 
 
 def test_aliases_and_autoscaling():
@@ -48,6 +49,8 @@ def test_aliases_and_autoscaling():
     ({"model": "m", "route_prefix": "api"}, ["route_prefix"]),
     ({"model": "m", "max_body_bytes": 0}, ["max_body_bytes"]),
     ({"model": "m", "request_timeout_s": 0}, ["request_timeout_s"]),
+    ({"model": "m", "request_timeout_s": 60, "stuck_after_s": 30}, ["stuck_after_s 30", "request_timeout_s 60"]),
+    ({"model": "m", "health_check_period_s": 0}, ["health_check_period_s"]),
 ])
 def test_bad_settings_name_the_field(values, words):
     with pytest.raises(ValueError, match="invalid serve settings") as e:

@@ -1,0 +1,129 @@
+"""A Serve model replica's node removed on a simulated multi-node cluster (``ray.cluster_utils.Cluster``: a head
+with no CPUs for replicas and two 1-CPU worker raylets on this machine): the service answers again.
+
+The model replica takes 1 CPU, so it lands on a worker node; that node is removed (its raylet stopped, every
+process it started killed), and Serve starts the replacement on the other worker node, as on a cluster whose
+autoscaler had a spare node. The HTTP proxy runs on the head only (one port on one machine). 4 clients send
+requests throughout; the recovery time (removal -> the new replica's first answer) and the answers' statuses are
+printed (``-s``), not asserted: with one replica the service is down until the replacement has loaded its model;
+requests the lost replica held are retried once by the ingress and wait for the new replica within the request
+timeout (60 s here).
+
+This test makes its own cluster, so it ends the session's local Ray first (and brings it back afterwards).
+"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+
+from tests.serve.common import free_port
+from tests.serve.replicas import Load, RecordedModel, make_recorder, wait_for
+
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
+APP = "nodes"
+SETTINGS = dict(replicas=1, num_cpus=1, max_batch_size=4, max_ongoing_requests=8, max_queued_requests=64,
+                stride=64, max_tokens=2000, request_timeout_s=60)
+
+
+def _raylet(node) -> psutil.Process:
+    from ray._private import ray_constants
+
+    return psutil.Process(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+
+
+def _remove(c, node) -> None:
+    """Take a node away as a lost machine would: its raylet stops (telling the GCS, so its actors are dead at
+    once rather than after the missed-heartbeat threshold) and every process it started is killed."""
+    children = _raylet(node).children(recursive=True)
+    c.remove_node(node, allow_graceful=True)
+    for p in children:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def start_serve(port: int) -> None:
+    """Serve with its HTTP proxy on the head. On a loaded machine the proxy can fail its first health checks
+    while starting; the controller then replaces it and ``serve.start`` raises: join the controller, wait."""
+    import ray
+    from ray import serve
+
+    options = {"http_options": {"host": "127.0.0.1", "port": port}, "proxy_location": "HeadOnly"}
+    try:
+        serve.start(**options)
+    except ray.exceptions.RayActorError:
+        serve.start(**options)
+    wait_for(lambda: list(serve.status().proxies.values()) == ["HEALTHY"], 300, "the HTTP proxy healthy",
+             every_s=1)  # ProxyStatus is a str enum
+
+
+@pytest.fixture
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    had_session_ray = ray.is_initialized()
+    if had_session_ray:
+        ray.shutdown()
+    # A loaded 2-core machine delays raylet heartbeats: a generous threshold keeps the GCS from declaring a
+    # live node dead (the removal below is the only node failure the test wants).
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                      "_system_config": {"health_check_failure_threshold": 20}})
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes(timeout=180)
+    ray.init(address=c.address, log_to_driver=False, configure_logging=False)
+    try:
+        yield c, workers
+    finally:
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+        c.shutdown()
+        if had_session_ray:  # as tests/conftest.py's session cluster
+            ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def test_replica_node_removed_service_answers_again(cluster, task_models):
+    import ray
+    from ray import serve
+
+    from serve.app import build_application
+    from serve.settings import make_settings
+
+    c, workers = cluster
+    port = free_port()
+    start_serve(port)
+    recorder = make_recorder(on_node=ray.get_runtime_context().get_node_id())  # the head: it stays
+    settings = make_settings({"model": str(task_models["text-classification"]), **SETTINGS})
+    serve.run(build_application(settings, model_class=RecordedModel), name=APP, route_prefix="/")
+    state = lambda: ray.get(recorder.state.remote())  # noqa: E731
+    ((first, started),) = state()["started"].items()
+    where = started["node"]
+    (node,) = [w for w in workers if w.node_id == where]  # a worker node: the head has no CPU for it
+    load = Load(f"http://127.0.0.1:{port}/v1/text-classification", [{"inputs": "A short review."}], clients=4)
+    try:
+        load.start()
+        wait_for(lambda: state()["answered"].get(first, 0) >= 5, 120, "the replica answering")
+        removed = time.time()
+        _remove(c, node)
+        wait_for(lambda: any(r != first for r in state()["first_answer"]), 240, "a new replica answering",
+                 every_s=0.5)
+        time.sleep(2)
+    finally:
+        load.stop()
+    final = state()
+    (new,) = [r for r in final["started"] if r != first]
+    assert final["started"][new]["node"] != where
+    statuses = load.statuses()
+    after = [entry for entry in load.log if entry[0] >= removed]
+    print(f"\n[node removed] {statuses.total()} requests from 4 clients ({len(after)} sent after the removal), "
+          f"{dict(statuses)}; the lost replica held {final['taken'].get(first, 0) - final['answered'].get(first, 0)}"
+          f" requests; new replica started {final['started'][new]['at'] - removed:.1f} s and answered "
+          f"{final['first_answer'][new] - removed:.1f} s after the removal")
+    assert set(statuses) <= {200, 503}, statuses  # no 500s, no hangs: a lost request is retried or a 503
+    assert statuses[200] > 0 and any(status == 200 for _, _, status, _, _ in after)
