@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -24,12 +25,24 @@ from bigbird.tasks import SPECS
 from bigbird.tasks.spec import DEFAULT_STRIDE, ParamField
 
 CHUNK = 64  # inputs per pipeline call: windows are batched across them, results are printed as they come
-INPUT_HELP = """\
-Inputs: TEXT arguments, then each --file (one input per file, '-' = standard input); with neither, the whole
-standard input is ONE document. --lines makes every line of a file or of standard input a separate input
-(every line must hold text: output line N answers input line N). Long inputs are cut into overlapping
-windows (--max-length tokens, overlapping by --stride) and the results merged, so any length works.
-Output: one JSON value per input per line (JSON lines), as the Python pipeline returns it."""
+
+
+def input_help(task: str) -> str:
+    """The description's paragraph on inputs, naming only the arguments ``bigbird TASK`` takes."""
+    if task == "question-answering":  # --context and --context-file exclude each other
+        noun, text = "context", ("Inputs: the contexts the --question is asked of: each --context, or each "
+                                 "--context-file (one context per file, '-' = standard input); with neither, the "
+                                 "whole standard input is ONE context.")
+    else:
+        noun, text = "input", ("Inputs: TEXT arguments, then each --file (one input per file, '-' = standard "
+                               "input); with neither, the whole standard input is ONE document.")
+    text += (f" --lines makes every line of a file or of standard input a separate {noun} (every line must hold "
+             f"text: output line N answers {noun} line N). Long {noun}s are cut into overlapping windows "
+             f"(--max-length tokens, overlapping by --stride) and the results merged, so any length works. Output: "
+             f"one JSON value per {noun} per line (JSON lines), as the Python pipeline returns it.")
+    return textwrap.fill(text, width=110)
+
+
 EXAMPLES = {
     "convert": """\
 examples:
@@ -101,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     for task, spec in SPECS.items():  # one subcommand per task: help, aliases, examples and flags from its spec
         summary = spec.summary
         p = sub.add_parser(task, aliases=[n for n in spec.names if n != task], help=summary, formatter_class=raw,
-                           description=f"{summary[0].upper()}{summary[1:]}.\n\n{INPUT_HELP}",
+                           description=f"{summary[0].upper()}{summary[1:]}.\n\n{input_help(task)}",
                            epilog=spec.examples)
         p.set_defaults(task=task)
         p.add_argument("--model", required=True, metavar="PATH_OR_HUB_ID", help="model folder or hub id")

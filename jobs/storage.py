@@ -1,5 +1,5 @@
-"""Object storage for the fine-tuning job: pyarrow filesystems built from the ``storage`` settings, the runtime
-env that hands the same options to every worker, and copying a local folder to a URI.
+"""Object storage for the fine-tuning and batch jobs: pyarrow filesystems built from the ``storage`` settings,
+the runtime env that hands the same options to every worker, and copying a local folder to a URI.
 
 The filesystem object is what carries the options to Ray Data's read tasks and Ray Train's checkpoint uploads
 (it pickles with them); the runtime env's variables (``AWS_ENDPOINT_URL``, ``AWS_REGION``) reach anything else

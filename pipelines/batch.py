@@ -33,6 +33,7 @@ from pipelines.progress import Progress, follow
 from pipelines.settings import BATCH_TASKS, BatchSettings
 
 __all__ = ["JobStats", "run", "main", "scan_input", "plan_job", "check_resources"]
+STORAGE_FLAG = "storage_"  # --storage-endpoint etc.: the fields of the settings' ``storage`` section
 RESOURCE_GRACE_S = 20.0  # how long a cluster may lack the CPUs/GPUs the job needs before it is stopped
 
 
@@ -109,6 +110,16 @@ def run(settings: BatchSettings, report: Callable[[str], None] | None = None) ->
                     seconds=time.perf_counter() - start)
 
 
+def stage_remote_args(settings: BatchSettings) -> dict[str, Any]:
+    """Ray arguments of the job's read and model stages: the runtime env that hands the object-storage options
+    to every worker that runs them, on any node (``AWS_ENDPOINT_URL``, ``AWS_REGION``;
+    :func:`jobs.storage.runtime_env`). Ray merges its variables into the job's own runtime env."""
+    from jobs.storage import runtime_env
+
+    env = runtime_env(settings.storage)
+    return {"runtime_env": env} if env else {}
+
+
 def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: Callable[[str], None]) -> None:
     import ray
     from ray.data import ActorPoolStrategy
@@ -128,16 +139,19 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
     common = {"model": settings.model, "task": settings.task, "max_length": job.max_length, "stride": settings.stride}
     items = [{"file": p.file, "path": p.path, "start": p.start, "stop": p.stop} for p in job.parts]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(stages.prepare_blocks, batch_format="pyarrow", batch_size=1, fn_kwargs={
+    remote = stage_remote_args(settings)  # the storage options: in the filesystem objects and the runtime env
+    ds = ds.map_batches(stages.prepare_blocks, batch_format="pyarrow", batch_size=1, **remote, fn_kwargs={
         **common, "config": job.config, "input_uri": settings.input, "id_column": settings.id_column,
         "text_column": settings.text_column, "question_column": settings.question_column,
-        "question": settings.question, "offset_column": settings.offset_column, "keep_columns": tuple(settings.kept)})
+        "question": settings.question, "offset_column": settings.offset_column, "keep_columns": tuple(settings.kept),
+        "storage": settings.storage})
     ds = ds.map_batches(
         stages.Scorer, batch_format="pyarrow", batch_size=1, compute=ActorPoolStrategy(size=actors),
-        num_gpus=num_gpus, num_cpus=actor_cpus,
+        num_gpus=num_gpus, num_cpus=actor_cpus, **remote,
         fn_constructor_kwargs={**common, "batch_size": settings.batch_size, "max_tokens": settings.max_tokens,
                                "threads": settings.threads, "actors": actors,
-                               "params": job.params, "schema": job.schema, "output_uri": settings.output})
+                               "params": job.params, "schema": job.schema, "output_uri": settings.output,
+                               "storage": settings.storage})
     follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=_watchdog(ray, **need))
 
 
@@ -151,7 +165,16 @@ examples:
       --input data/rrna16s --output outputs/rrna16s-phylum
   bigbird batch --task question-answering --model google/bigbird-base-trivia-itc \\
       --input s3://bucket/docs --question-column question --output s3://bucket/answers --address auto
+  bigbird batch --task text-classification --model models/rrna16s-phylum --input s3://corpora/rrna16s \\
+      --output s3://results/rrna16s --storage-endpoint http://minio.internal:9000 --storage-region us-east-1
   ray job submit --working-dir . -- python -m pipelines.batch --task token-classification ...
+
+object storage:
+  s3:// and gs:// paths use pyarrow's defaults (credentials from the usual AWS_* / GOOGLE_* variables and
+  files) unless --storage-endpoint (an S3-compatible or GCS server), --storage-region or --storage-anonymous
+  (public buckets, no credentials) is given, or a YAML `storage:` section (endpoint, region, anonymous). The
+  driver and every worker open the paths with them; the workers also get AWS_ENDPOINT_URL / AWS_REGION in
+  their runtime env.
 """
 
 
@@ -182,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int,
                    help="torch threads per CPU actor (default: the CPUs of the actor's node / --actors)")
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
+    p.add_argument("--storage-endpoint", metavar="URL", help="S3-compatible or GCS endpoint, e.g. "
+                   "http://minio:9000 (default: the provider's)")
+    p.add_argument("--storage-region", metavar="REGION", help="bucket region, e.g. eu-west-3 (S3)")
+    p.add_argument("--storage-anonymous", action="store_true", default=None,
+                   help="access s3:// / gs:// without credentials (public buckets)")
     p.add_argument("--progress-seconds", type=float, help="seconds between progress lines (default 5)")
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None,
                    help="score every record again, replacing the job's own earlier results")
@@ -197,7 +225,11 @@ def settings_from_args(args: argparse.Namespace) -> BatchSettings:
         FileNotFoundError: If ``--config`` names no file.
         UsageError: For invalid settings, one clause per bad field (:func:`bigbird.settings_io.format_errors`).
     """
-    values = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+    values = {k: v for k, v in vars(args).items()
+              if k != "config" and not k.startswith(STORAGE_FLAG) and v is not None}
+    storage = {k[len(STORAGE_FLAG):]: v for k, v in vars(args).items() if k.startswith(STORAGE_FLAG) and v is not None}
+    if storage:
+        values["storage"] = storage
     try:
         return BatchSettings.from_yaml(args.config, **values) if args.config else BatchSettings(**values)
     except ValidationError as e:

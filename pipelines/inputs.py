@@ -42,7 +42,7 @@ def scan_input(settings: BatchSettings) -> InputScan:
     Raises:
         ValueError: For an unreadable input, missing columns, or a column whose type differs between files.
     """
-    fs, path = stages.filesystem(settings.input)
+    fs, path = stages.filesystem(settings.input, settings.storage)
     try:
         dataset = pads.dataset(path, filesystem=fs, format="parquet")
     except Exception as e:  # missing paths, unreadable files: pyarrow raises its own error types
@@ -83,7 +83,7 @@ def check_ids(settings: BatchSettings, rows: int) -> None:
     Raises:
         ValueError: Giving how many ids are null and how many repeat, with examples.
     """
-    fs, path = stages.filesystem(settings.input)
+    fs, path = stages.filesystem(settings.input, settings.storage)
     dataset = pads.dataset(path, filesystem=fs, format="parquet")
     ids = dataset.head(rows, columns=[settings.id_column]).column(0) if rows else pa.chunked_array([], pa.null())
     nulls = ids.null_count
@@ -107,8 +107,8 @@ def _rows_per_block(settings: BatchSettings, rows: int, nbytes: int) -> int:
 
 
 def _check_output_apart(settings: BatchSettings) -> None:
-    in_fs, in_path = stages.filesystem(settings.input)
-    out_fs, out_path = stages.filesystem(settings.output)
+    in_fs, in_path = stages.filesystem(settings.input, settings.storage)
+    out_fs, out_path = stages.filesystem(settings.output, settings.storage)
     if type(in_fs) is type(out_fs) and (out_path.rstrip("/") + "/").startswith(in_path.rstrip("/") + "/"):
         raise ValueError(f"output {settings.output!r} is the input {settings.input!r} or inside it: a re-run "
                          f"would read the results as input; choose an --output outside the input")
@@ -141,7 +141,7 @@ def plan_job(settings: BatchSettings) -> JobPlan:
                 "keep_columns": settings.keep_columns, "max_length": pipe.max_length, "stride": settings.stride,
                 "params": params}
     inputs = scan.names
-    fs, root = stages.filesystem(settings.output)
+    fs, root = stages.filesystem(settings.output, settings.storage)
     folder = manifest.inspect(fs, root)
     manifest.check_ownership(folder, settings.output, identity, inputs, settings.resume)
     done = manifest.reset(fs, root, folder, identity, inputs, settings.resume)

@@ -11,6 +11,7 @@ from bigbird import settings_io
 from bigbird.tasks import RESULT_COLUMNS, SPECS
 from bigbird.tasks.spec import DEFAULT_STRIDE
 from bigbird.tasks.token_classification import Strategy
+from jobs.settings import StorageSettings
 
 # The tasks the batch job runs: those whose TaskSpec has batch result columns.
 BATCH_TASKS = tuple(sorted(name for name, spec in SPECS.items() if spec.columns is not None))
@@ -46,6 +47,8 @@ class BatchSettings(BaseModel):
     num_gpus: float | None = Field(None, ge=0, description="GPUs per actor (default: 1 if GPUs exist)")
     threads: int | None = Field(None, ge=1, description="torch threads per CPU actor")
     address: str | None = None
+    storage: StorageSettings = Field(default_factory=StorageSettings,
+                                     description="object-storage options for s3:// and gs:// input and output")
     resume: bool = True
     # Task parameters (TASK_PARAMS): None (unset) is the task's own batch default, read from its TaskSpec.
     top_k: int | None = Field(None, ge=1, description="answers per question (question-answering)")
@@ -88,4 +91,7 @@ class BatchSettings(BaseModel):
             ValueError: For a file that is not a YAML mapping; ``ValidationError`` for invalid settings.
         """
         data = settings_io.read_yaml(path, what="batch settings file")
-        return cls(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
+        merged = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+        if isinstance(data.get("storage"), dict) and isinstance(overrides.get("storage"), dict):
+            merged["storage"] = {**data["storage"], **overrides["storage"]}  # flags override single fields
+        return cls(**merged)

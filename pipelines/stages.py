@@ -26,6 +26,8 @@ from bigbird.config import BigBirdConfig
 from bigbird.tasks import get_spec, task_class
 from bigbird.tasks.base import Encoded, Prepared, TaskPipeline
 from bigbird.windows import RecordError, padded_length
+from jobs import storage as object_storage
+from jobs.settings import StorageSettings
 from pipelines import arrow_windows, manifest
 
 STATS = pa.schema([("name", pa.string()), ("records", pa.int64()), ("errors", pa.int64()), ("tokens", pa.int64()),
@@ -44,9 +46,20 @@ def output_schema(task: str, id_type: pa.DataType | None = None,
     return schema
 
 
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The filesystem of a URI (``s3://``, ``gs://``, ``file://``) or local path, and the path inside it."""
-    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), os.path.abspath(uri))
+def filesystem(uri: str, storage: StorageSettings | None = None) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of a URI (``s3://``, ``gs://``, ``file://``) or local path, and the path inside it.
+
+    With object-storage options (``storage``: endpoint, region, anonymous) an ``s3://`` or ``gs://`` URI is
+    opened with them, by the fine-tuning job's rule (:func:`jobs.storage.filesystem`); with none, by pyarrow's
+    defaults (the bucket's region looked up, the ``AWS_*`` variables read).
+    """
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(uri)
+    if storage is not None and storage != StorageSettings():
+        fs, inner = object_storage.filesystem(uri, storage)
+        if fs is not None:
+            return fs, inner
+    return pafs.FileSystem.from_uri(uri)
 
 
 def read_rows(fs: pafs.FileSystem, path: str, start: int, stop: int, columns: list[str]) -> pa.Table:
@@ -125,9 +138,9 @@ def preprocessor(model: str, task: str, config: str, max_length: int, stride: in
 def prepare_blocks(batch: pa.Table, *, model: str, task: str, config: str, max_length: int, stride: int,
                    input_uri: str, id_column: str, text_column: str, question_column: str | None = None,
                    question: str | None = None, offset_column: str | None = None,
-                   keep_columns: tuple[tuple[str, str], ...] = ()) -> pa.Table:
+                   keep_columns: tuple[tuple[str, str], ...] = (), storage: StorageSettings | None = None) -> pa.Table:
     """Read, tokenize and window each planned block (a row: ``file``, ``path``, ``start``, ``stop``)."""
-    fs, _ = filesystem(input_uri)
+    fs, _ = filesystem(input_uri, storage)
     pipe = preprocessor(model, task, config, max_length, stride)
     columns = list(dict.fromkeys(c for c in (id_column, text_column, question_column, offset_column,
                                              *(src for src, _ in keep_columns)) if c is not None))
@@ -179,7 +192,7 @@ class Scorer:
 
     def __init__(self, *, model: str, task: str, max_length: int, stride: int, batch_size: int,
                  max_tokens: int | None, threads: int | None, params: dict[str, Any], schema: pa.Schema,
-                 output_uri: str, actors: int = 1) -> None:
+                 output_uri: str, storage: StorageSettings | None = None, actors: int = 1) -> None:
         # Counted here, on the actor's node (the driver's machine may differ); Ray sets OMP_NUM_THREADS to the
         # actor's num_cpus, which is 1 for a CPU scorer: too few when it is alone on the node.
         torch.set_num_threads(threads or default_threads(actors))
@@ -190,7 +203,7 @@ class Scorer:
                         batch_size=batch_size, max_length=max_length, stride=stride, max_tokens=max_tokens)
         self.params = {**self.spec.defaults(), **self.spec.batch_params, **params}
         self.block_size = self.pipe.config.block_size
-        self.fs, self.root = filesystem(output_uri)
+        self.fs, self.root = filesystem(output_uri, storage)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         stats = [self._score(arrow_windows.unpack(batch, row)) for row in range(batch.num_rows)]

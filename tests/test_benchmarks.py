@@ -79,3 +79,23 @@ def test_busy_processes_run_at_our_niceness_and_are_stopped_on_an_error():
     assert all(p.returncode is not None for p in procs)
     with pytest.raises(ValueError, match="-1"):
         contention.start(-1)
+
+
+def test_scale_benchmark_quick_run(tmp_path):
+    """Two sizes of the corpus, each in its own driver and Ray cluster: the tokens scale exactly with the size,
+    and every rate and peak memory is measured."""
+    import json
+
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_scale.py"), "--quick", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| size | records | tokens |" in proc.stdout and "driver peak MiB" in proc.stdout
+    rows = json.loads((tmp_path / "scale.json").read_text())
+    assert [r["size"] for r in rows] == [1, 2]
+    one, two = rows
+    assert one["errors"] == two["errors"] == 0 and two["records"] == 2 * one["records"] > 0
+    assert two["tokens"] == 2 * one["tokens"] > 0  # the corpus repeated under fresh ids: same tokens each copy
+    for r in rows:
+        assert r["tokens_per_s"] > 0 and r["steady_tokens_per_s"] > 0 and r["blocks"] > 1
+        assert r["driver_peak_mib"] > 0 and r["actor_peak_mib"] > 0 and r["worker_processes"] >= 1
+    assert (tmp_path / "scale.md").read_text().count("\n| ") == 3  # header + 2 rows after the separator

@@ -214,6 +214,26 @@ def test_help_has_an_example(command, capsys):
     assert "examples:" in out and f"\n  bigbird {command} " in out
 
 
+@pytest.mark.parametrize("command", ["fill-mask", "question-answering", "text-classification",
+                                     "token-classification"])
+def test_help_names_only_arguments_the_command_takes(command, capsys):
+    """Every --flag the help text mentions is one of the command's, and it speaks of TEXT arguments only when the
+    command takes them (question-answering takes --context instead)."""
+    import argparse
+
+    from bigbird.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    actions = sub.choices[command]._actions
+    flags = {s for a in actions for s in a.option_strings}
+    positional = {a.metavar for a in actions if not a.option_strings}
+    code, out, _ = run(capsys, [command, "--help"])
+    assert code == 0
+    mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", out))
+    assert mentioned and mentioned <= flags, sorted(mentioned - flags)
+    assert ("TEXT argument" in out) == ("TEXT" in positional), (command, positional)
+
+
 def test_main_help_lists_commands(capsys):
     code, out, _ = run(capsys, ["--help"])
     assert code == 0 and "examples:" in out and "BIGBIRD_DEBUG" in out
