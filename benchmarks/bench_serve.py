@@ -1,10 +1,13 @@
-"""Load benchmark of the HTTP service: dynamic batching vs one request per forward pass.
+"""Load benchmark of the HTTP service: dynamic batching vs one request per forward pass, and vs the simplest
+service a user would write instead.
 
 N closed-loop clients (default 16) send a fixed number of ~512-token texts to ``/v1/text-classification`` on
-127.0.0.1. The same application runs twice side by side, with ``max_batch_size`` 16 and 1; rounds alternate
-(A B B A) so drifting machine load hits both alike. The script prints throughput, p50/p95/p99 latency,
-mean requests per batch and the throughput ratio. The model is random-weight but realistic for a
-CPU (hidden 256, 4 layers, 1024 positions) with the SentencePiece test tokenizer.
+127.0.0.1. The same application runs twice side by side, with ``max_batch_size`` 16 and 1, next to ``plain``:
+FastAPI + transformers' BigBird on the same weights in one uvicorn process (``serve_plain.py``, one request per
+forward pass, same torch thread count). Rounds alternate (A B C C B A) so drifting machine load hits all alike.
+The script prints throughput, p50/p95/p99 latency, mean requests per batch and the throughput ratios. The model
+is random-weight but realistic for a CPU (hidden 256, 4 layers, 1024 positions) with the SentencePiece test
+tokenizer.
 
     python benchmarks/bench_serve.py                      # 16 clients, 160 requests per configuration
     python benchmarks/bench_serve.py --clients 8 --requests 64 --rounds 2 --max-seconds 120
@@ -20,6 +23,7 @@ import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -136,6 +140,26 @@ def load(url: str, texts: list[str], *, clients: int, requests_total: int, deadl
     return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - start}
 
 
+def start_plain(folder: Path, *, threads: int) -> tuple[subprocess.Popen, int]:
+    """``serve_plain.py`` on a free port, once it answers ``/healthz``."""
+    import requests
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("serve_plain.py")), "--model", str(folder),
+                             "--port", str(port), "--threads", str(threads)])
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
+                return proc, port
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"serve_plain.py did not start (exit status {proc.poll()})")
+        time.sleep(0.5)
+
+
 def summary(rounds: list[dict], stats: list[tuple[dict, dict]]) -> dict:
     """Throughput over all rounds of a configuration, latency percentiles, mean requests per batch."""
     lat = sorted(x for r in rounds for x in r["latencies"])
@@ -172,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-cpus", type=float, default=float(os.cpu_count() or 1), help="CPUs of each model replica")
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs of each model replica")
     p.add_argument("--max-seconds", type=float, default=150, help="deadline per round")
+    p.add_argument("--no-plain", dest="plain", action="store_false",
+                   help="leave out the FastAPI + transformers baseline")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
+    load_before = os.getloadavg()
 
     import ray
     import requests
@@ -183,10 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     from serve.app import build_application
     from serve.settings import make_settings
 
-    configs = {"batched": args.max_batch_size, "unbatched": 1}
+    configs = {"batched": args.max_batch_size, "unbatched": 1, **({"plain": 1} if args.plain else {})}
     order = [name for k in range(args.rounds) for name in (list(configs) if k % 2 == 0 else list(configs)[::-1])]
     per_round = max(1, args.requests // args.rounds)
     rounds: dict[str, list[dict]] = {name: [] for name in configs}
+    same_model = float("nan")
     stats: dict[str, list[tuple[dict, dict]]] = {name: [] for name in configs}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "model"
@@ -194,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         texts = make_texts(folder, args.tokens, 64)
         ceiling = compute_ceiling(folder, texts, batch=args.max_batch_size, threads=max(1, int(args.num_cpus)))
         port = free_port()
+        plain = start_plain(folder, threads=max(1, int(args.num_cpus))) if args.plain else None
         # Both configurations run side by side (an idle replica costs nothing) so rounds can alternate.
         ray.init(num_cpus=max(4, 2 * int(args.num_cpus) + 1), include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
@@ -210,22 +239,35 @@ def main(argv: list[str] | None = None) -> int:
                     "request_timeout_s": 110})
                 targets.append(RunTarget(build_application(settings), name=name, route_prefix=f"/{name}"))
             serve.run_many(targets)
-            for name in configs:  # warm-up: first forward passes, connection setup
-                for text in texts[:4]:
-                    requests.post(f"http://127.0.0.1:{port}/{name}/v1/text-classification", json={"inputs": text},
-                                  timeout=120).raise_for_status()
+            urls = {name: f"http://127.0.0.1:{port}/{name}/v1/text-classification" for name in configs}
+            if plain is not None:
+                urls["plain"] = f"http://127.0.0.1:{plain[1]}/v1/text-classification"
+            answers = {name: [requests.post(url, json={"inputs": text}, timeout=120) for text in texts[:4]]
+                       for name, url in urls.items()}  # warm-up: first forward passes, connection setup
+            for got in answers.values():
+                for r in got:
+                    r.raise_for_status()
+            same_model = max(abs(a.json()[0][0]["score"] - b.json()[0][0]["score"])
+                             for a, b in zip(answers["batched"], answers.get("plain", answers["batched"])))
             for name in order:
-                model = serve.get_deployment_handle("TaskModel", app_name=name)
-                before = model.stats.remote().result()
-                rounds[name].append(load(f"http://127.0.0.1:{port}/{name}/v1/text-classification", texts,
-                                         clients=args.clients, requests_total=per_round,
+                model = None if name == "plain" else serve.get_deployment_handle("TaskModel", app_name=name)
+                before = model.stats.remote().result() if model else None
+                rounds[name].append(load(urls[name], texts, clients=args.clients, requests_total=per_round,
                                          deadline_s=args.max_seconds))
-                stats[name].append((before, model.stats.remote().result()))
+                if model is None:  # one request per forward pass by construction
+                    n = len(rounds[name][-1]["latencies"])
+                    stats[name].append(({"batches": 0, "requests": 0, "tokens": 0},
+                                        {"batches": n, "requests": n, "tokens": n * args.tokens}))
+                else:
+                    stats[name].append((before, model.stats.remote().result()))
                 print(f"round {name}: {len(rounds[name][-1]['latencies']) / rounds[name][-1]['seconds']:.2f} req/s",
                       flush=True)
         finally:
             serve.shutdown()
             ray.shutdown()
+            if plain is not None:
+                plain[0].terminate()
+                plain[0].wait(timeout=30)
 
     results = {name: summary(rounds[name], stats[name]) for name in configs}
     ratio = results["batched"]["throughput"] / results["unbatched"]["throughput"]
@@ -239,13 +281,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<24}{r['ok']:>5}{sum(r['errors'].values()):>7}{r['throughput']:>7.2f}{r['tokens_per_s']:>7.0f}"
               f"{r['p50_ms']:>8.0f}{r['p95_ms']:>8.0f}{r['p99_ms']:>8.0f}{r['mean_batch']:>7.1f}")
     print(f"throughput ratio batched / unbatched: {ratio:.2f}x (target >= 2x)")
+    if "plain" in results:
+        plain_ratio = {name: results[name]["throughput"] / results["plain"]["throughput"]
+                       for name in ("batched", "unbatched")}
+        print(f"against plain FastAPI + transformers: batched {plain_ratio['batched']:.2f}x, unbatched "
+              f"{plain_ratio['unbatched']:.2f}x; largest top-label score difference on 4 texts: {same_model:.2g}")
     print(f"compute ceiling (in-process pipeline, {max(1, int(args.num_cpus))} torch threads): "
           f"{ceiling['ms_per_text_batch_1']:.0f} ms/text one at a time, "
           f"{ceiling[f'ms_per_text_batch_{args.max_batch_size}']:.0f} ms/text {args.max_batch_size} at once: "
-          f"{ceiling['ratio']:.2f}x; machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+          f"{ceiling['ratio']:.2f}x; machine load average (1 min) {load_before[0]:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results, "ratio": ratio,
-                                               "ceiling": ceiling, "loadavg": os.getloadavg()}, indent=2))
+                                               "ceiling": ceiling, "loadavg_before": load_before,
+                                               "loadavg_after": os.getloadavg(), "same_model": same_model},
+                                              indent=2))
     errors = sum(sum(r["errors"].values()) for r in results.values())
     return 0 if errors == 0 else 1
 

@@ -9,7 +9,8 @@ Exit status, for every command (the shells call :func:`fail` so that they agree)
 - 0: success;
 - 1: the command could not be carried out (missing file or model, unusable input, a failed run);
 - 2: the command line or the settings are wrong (:class:`UsageError`, a pydantic ``ValidationError``);
-- 130: interrupted (Ctrl-C).
+- 130: interrupted (Ctrl-C, SIGINT);
+- 143: stopped by SIGTERM (``bigbird serve``: 128 + the signal, like 130).
 """
 
 from __future__ import annotations

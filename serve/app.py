@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from ray import serve
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError, WorkerCrashedError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
@@ -34,6 +35,7 @@ from serve.settings import Limits, ServeSettings, make_settings
 logger = logging.getLogger("ray.serve")
 
 # Errors that mean "no replica can take this now": answered 503 with Retry-After.
+DOCS_ASSETS = "/docs-assets"  # where /docs and /redoc load their scripts and styles from
 UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError, RayActorError,
                TaskCancelledError, WorkerCrashedError)
 # Errors that mean the replica answering a request died or vanished before it answered (ActorDiedError and
@@ -301,7 +303,9 @@ def create_api(ingress: Ingress) -> FastAPI:
     card = ingress.card
     spec = TASK_API[card.task]
     path = f"/v1/{spec.name}"
-    api = FastAPI(title="BigBird inference", version="1", description=(
+    # /docs and /redoc from the Swagger UI and ReDoc files that fastapi-offline ships (no CDN; the cluster may
+    # have no internet), under DOCS_ASSETS.
+    api = FastAPIOffline(static_url=DOCS_ASSETS, title="BigBird inference", version="1", description=(
         f"Serves `{card.id}` for **{card.task}** (HuggingFace Inference API conventions): "
         f"`POST {path}` with `{{\"inputs\": ..., \"parameters\": {{...}}}}`."))
 
@@ -351,7 +355,7 @@ def create_api(ingress: Ingress) -> FastAPI:
 
     limits = ingress.limits
     api.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, metrics=ingress.metrics,
-                       routes={"/", path, "/healthz", "/v1/models", "/docs", "/openapi.json"},
+                       routes={"/", path, "/healthz", "/v1/models", "/docs", "/redoc", "/openapi.json"},
                        body_timeout_s=limits.body_timeout_s, max_body_reads=limits.max_body_reads,
                        retry_after_s=limits.retry_after_s)
     return api

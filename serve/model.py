@@ -19,6 +19,7 @@ from typing import Any
 
 from ray import serve
 
+from serve.metrics import ModelMetrics
 from serve.schemas import WINDOW_PARAMS as TASK_WINDOW_PARAMS
 from serve.settings import ServeSettings
 
@@ -287,31 +288,3 @@ def cut_questions(pipe: Any, prepared: Any, max_question_len: int) -> None:
         prepared.tokens[i] -= len(enc.question_ids) - max_question_len
         enc.question_ids = enc.question_ids[:max_question_len]
     prepared.windows, prepared.errors = pipe.windows(prepared.encoded)
-
-
-class ModelMetrics:
-    """Batch metrics of a model replica (Ray Serve adds deployment, replica and application tags)."""
-
-    def __init__(self) -> None:
-        from ray.serve import metrics
-
-        self.batch_size = metrics.Histogram(
-            "bigbird_serve_batch_size", description="Requests per @serve.batch call",
-            boundaries=[1, 2, 4, 8, 16, 32, 64, 128])
-        self.batch_latency = metrics.Histogram(
-            "bigbird_serve_batch_latency_s", description="Seconds to score one batch",
-            boundaries=[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
-        self.tokens = metrics.Counter("bigbird_serve_tokens", description="Tokens scored")
-        self.tokens_per_s = metrics.Gauge("bigbird_serve_tokens_per_second",
-                                          description="Tokens per second of the last batch")
-        self.totals = {"batches": 0, "requests": 0, "tokens": 0}
-
-    def batch(self, size: int, tokens: int, seconds: float) -> None:
-        self.totals["batches"] += 1
-        self.totals["requests"] += size
-        self.totals["tokens"] += tokens
-        self.batch_size.observe(size)
-        self.batch_latency.observe(seconds)
-        if tokens:
-            self.tokens.inc(tokens)
-        self.tokens_per_s.set(tokens / max(seconds, 1e-9))
