@@ -35,9 +35,9 @@ KERNELS: dict[str, Callable[..., torch.Tensor]] = {
 def select_kernel(device: torch.device, dtype: torch.dtype, requires_grad: bool) -> str:
     """The block-sparse kernel for a call: a name in :data:`KERNELS`.
 
-    Measured (benchmarks/README.md): on CPU the tiled flash kernel beats a single gather + SDPA forward
-    (tiles avoid page-faulting ~100 MB per layer) and backward (it recomputes the gathers instead of
-    saving them), in float32 and bfloat16; float16 has no fast CPU path in PyTorch (both kernels are ~5x
+    Measured (benchmarks/README.md): on CPU the flash kernel (three key sets merged by log-sum-exp, the
+    window read in place) beats a single gather + SDPA forward (which page-faults ~100 MB per layer) and
+    backward (it saves the gathers), in float32 and bfloat16; float16 has no fast CPU path in PyTorch (both kernels are ~5x
     slower than in float32), where the tiled kernel still has the faster forward and the smaller memory. Elsewhere (CUDA) ``scaled_dot_product_attention`` on the gathered
     blocks dispatches to the fused GPU kernels and has their backward. ``requires_grad`` is part of the
     decision on purpose: a forward-only kernel (FlexAttention on CPU) would be valid only without it.
