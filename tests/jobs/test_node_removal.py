@@ -16,11 +16,12 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from jobs.finetune import run
 from jobs.settings import load_settings
+from tests.cluster import hosts as cluster_hosts
+from tests.cluster import remove_node, simulated_cluster
 from tests.jobs.conftest import TINY_SCRATCH, job, trainer_state
 from tests.jobs.test_train import assert_resumed_without_repeats
 
@@ -40,61 +41,10 @@ def _checkpoints(run_dir: Path) -> list[Path]:
                   and (p / "trainer_state.json").is_file())
 
 
-def _raylet(node) -> psutil.Process:
-    from ray._private import ray_constants
-
-    return psutil.Process(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
-
-
-def _train_worker_hosts(workers: list) -> dict:
-    """``node -> [train worker processes]`` for this cluster's worker nodes (found under their raylets)."""
-    hosts: dict = {}
-    for node in workers:
-        try:
-            found = [p for p in _raylet(node).children(recursive=True) if "RayTrainWorker" in " ".join(p.cmdline())]
-        except psutil.Error:
-            continue
-        if found:
-            hosts[node] = found
-    return hosts
-
-
-def _remove(c, node) -> list[psutil.Process]:
-    """Take a node away as a lost machine would: its raylet stops (and tells the GCS, so its actors are dead at
-    once rather than after the missed-heartbeat threshold) and every process it started is killed, train
-    worker included. Returns those processes."""
-    children = _raylet(node).children(recursive=True)
-    c.remove_node(node, allow_graceful=True)
-    for p in children:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    return children
-
-
 @pytest.fixture
 def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    had_session_ray = ray.is_initialized()
-    if had_session_ray:
-        ray.shutdown()
-    # A loaded 2-core machine delays raylet heartbeats: a generous threshold keeps the GCS from declaring a
-    # live node dead (the removal below is the only node failure the test wants).
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                      "_system_config": {"health_check_failure_threshold": 20}})
-    workers = [c.add_node(num_cpus=2) for _ in range(3)]
-    c.wait_for_nodes(timeout=180)
-    ray.init(address=c.address, log_to_driver=False, configure_logging=False)
-    try:
-        yield c, workers
-    finally:
-        ray.shutdown()
-        c.shutdown()
-        if had_session_ray:  # as tests/conftest.py's session cluster
-            ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with simulated_cluster(1, [2, 2, 2]) as c_workers:
+        yield c_workers
 
 
 def test_worker_node_removed_mid_finetuning_resumes_from_last_checkpoint(cluster, corpus, tmp_path):
@@ -119,11 +69,11 @@ def test_worker_node_removed_mid_finetuning_resumes_from_last_checkpoint(cluster
         time.sleep(0.5)
     assert thread.is_alive() and _checkpoints(run_dir), outcome or "no checkpoint before the deadline"
     before = {p.name for p in _checkpoints(run_dir)}
-    hosts = _train_worker_hosts(workers)
+    hosts = cluster_hosts(workers, "RayTrainWorker")
     assert len(hosts) == 2 and all(len(found) == 1 for found in hosts.values()), hosts  # one per node
     node, (victim,) = next(iter(hosts.items()))
     removed_at = time.monotonic()
-    _remove(c, node)
+    remove_node(c, node)
     victim.wait(timeout=60)  # the train worker on that node is gone
     recovered = None
     while thread.is_alive() and time.monotonic() < deadline:

@@ -25,43 +25,13 @@ import pytest
 
 from pipelines import batch, manifest
 from pipelines.settings import BatchSettings
+from tests.cluster import hosts as cluster_hosts
+from tests.cluster import remove_node, simulated_cluster
 from tests.helpers import SPM_LINES
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 RECORDS, BLOCK = 240, 2
 FIRST_ID = 50_000
-
-
-def _raylet(node) -> psutil.Process:
-    from ray._private import ray_constants
-
-    return psutil.Process(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
-
-
-def _scorer_hosts(workers: list) -> list:
-    """The worker nodes whose raylet has started a model actor (Ray Data's map worker of the Scorer stage)."""
-    hosts = []
-    for node in workers:
-        try:
-            found = [p for p in _raylet(node).children(recursive=True) if "MapWorker" in " ".join(p.cmdline())]
-        except psutil.Error:
-            continue
-        if found:
-            hosts.append(node)
-    return hosts
-
-
-def _remove(c, node) -> list[psutil.Process]:
-    """Take a node away as a lost machine would: its raylet stops (telling the GCS) and every process it started
-    is killed. Returns those processes."""
-    children = _raylet(node).children(recursive=True)
-    c.remove_node(node, allow_graceful=True)
-    for p in children:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    return children
 
 
 def _parts(out: Path) -> list[Path]:
@@ -70,27 +40,8 @@ def _parts(out: Path) -> list[Path]:
 
 @pytest.fixture
 def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    had_session_ray = ray.is_initialized()
-    if had_session_ray:
-        ray.shutdown()
-    # A loaded 2-core machine delays raylet heartbeats: a generous threshold keeps the GCS from declaring a
-    # live node dead (the removal below is the only node failure the test wants).
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                      "object_store_memory": 200 * 2**20,
-                                                      "_system_config": {"health_check_failure_threshold": 20}})
-    workers = [c.add_node(num_cpus=2, object_store_memory=200 * 2**20) for _ in range(2)]
-    c.wait_for_nodes(timeout=180)
-    ray.init(address=c.address, log_to_driver=False, configure_logging=False)
-    try:
-        yield c, workers
-    finally:
-        ray.shutdown()
-        c.shutdown()
-        if had_session_ray:  # as tests/conftest.py's session cluster
-            ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with simulated_cluster(1, [2, 2], object_store_mib=200) as c_workers:
+        yield c_workers
 
 
 def test_worker_node_removed_mid_batch_job_keeps_every_id_once(cluster, task_models, tmp_path):
@@ -118,11 +69,11 @@ def test_worker_node_removed_mid_batch_job_keeps_every_id_once(cluster, task_mod
     deadline = time.monotonic() + 400
     while len(_parts(out)) < blocks // 4 and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.2)
-    hosts = _scorer_hosts(workers)
+    hosts = list(cluster_hosts(workers, "MapWorker"))
     written_before = len(_parts(out))
     assert thread.is_alive() and written_before < blocks, (outcome, written_before, lines[-3:])
     assert hosts, "no model actor on a worker node"
-    killed = _remove(c, hosts[0])
+    killed = remove_node(c, hosts[0])
     psutil.wait_procs(killed, timeout=60)
     thread.join(timeout=400)
     assert not thread.is_alive(), f"the job did not end after the node removal: {lines[-3:]}"

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import time
 
-import psutil
 import pytest
 
+from tests.cluster import remove_node, simulated_cluster
 from tests.serve.common import free_port
 from tests.serve.replicas import Load, RecordedModel, make_recorder, wait_for
 
@@ -26,24 +26,6 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 APP = "nodes"
 SETTINGS = dict(replicas=1, num_cpus=1, max_batch_size=4, max_ongoing_requests=8, max_queued_requests=64,
                 stride=64, max_tokens=2000, request_timeout_s=60)
-
-
-def _raylet(node) -> psutil.Process:
-    from ray._private import ray_constants
-
-    return psutil.Process(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
-
-
-def _remove(c, node) -> None:
-    """Take a node away as a lost machine would: its raylet stops (telling the GCS, so its actors are dead at
-    once rather than after the missed-heartbeat threshold) and every process it started is killed."""
-    children = _raylet(node).children(recursive=True)
-    c.remove_node(node, allow_graceful=True)
-    for p in children:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
 
 
 def start_serve(port: int) -> None:
@@ -61,31 +43,16 @@ def start_serve(port: int) -> None:
              every_s=1)  # ProxyStatus is a str enum
 
 
+def _serve_shutdown() -> None:
+    from ray import serve
+
+    serve.shutdown()
+
+
 @pytest.fixture
 def cluster():
-    import ray
-    from ray.cluster_utils import Cluster
-
-    had_session_ray = ray.is_initialized()
-    if had_session_ray:
-        ray.shutdown()
-    # A loaded 2-core machine delays raylet heartbeats: a generous threshold keeps the GCS from declaring a
-    # live node dead (the removal below is the only node failure the test wants).
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
-                                                      "_system_config": {"health_check_failure_threshold": 20}})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    c.wait_for_nodes(timeout=180)
-    ray.init(address=c.address, log_to_driver=False, configure_logging=False)
-    try:
-        yield c, workers
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
-        c.shutdown()
-        if had_session_ray:  # as tests/conftest.py's session cluster
-            ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with simulated_cluster(0, [1, 1], before_shutdown=_serve_shutdown) as c_workers:
+        yield c_workers
 
 
 def test_replica_node_removed_service_answers_again(cluster, task_models):
@@ -110,7 +77,7 @@ def test_replica_node_removed_service_answers_again(cluster, task_models):
         load.start()
         wait_for(lambda: state()["answered"].get(first, 0) >= 5, 120, "the replica answering")
         removed = time.time()
-        _remove(c, node)
+        remove_node(c, node)
         wait_for(lambda: any(r != first for r in state()["first_answer"]), 240, "a new replica answering",
                  every_s=0.5)
         time.sleep(2)
