@@ -119,7 +119,8 @@ def _sample(out: torch.Tensor) -> list[float]:
 # ---------------------------------------------------------------------------------------------- parent
 
 
-def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
+def forward_flops(spec: dict, impl: str, length: int) -> int:
+    """Model FLOPs of one forward: the encoder's matmuls and the attended query/key pairs of the layout."""
     from bigbird.layout import sparse_layout
 
     H, C = spec["num_attention_heads"], spec["hidden_size"]
@@ -130,7 +131,22 @@ def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
         pairs = common.sparse_pairs(layout)  # the same count for every layer
     else:
         pairs = H * length * length
-    fwd = common.encoder_flops(length, C, spec["intermediate_size"], spec["num_hidden_layers"], pairs, C // H)
+    return common.encoder_flops(length, C, spec["intermediate_size"], spec["num_hidden_layers"], pairs, C // H)
+
+
+def add_model_rates(rows: list[dict], flops, mm: float) -> dict:
+    """Tokens/s, FLOP rate and the ratios against the reference implementation of each row (in place).
+
+    Returns the rows by ``(impl, mode, length)``."""
+    by_key = {(r["impl"], r["mode"], r["length"]): r for r in rows}
+    for r in rows:
+        r["tokens_s"] = r["length"] / r["time_s"]
+        common.add_rates(r, flops(r), mm, by_key.get((REFERENCE[r["impl"]], r["mode"], r["length"])))
+    return by_key
+
+
+def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
+    fwd = forward_flops(spec, impl, length)
     return fwd * (3 if mode == "forward+backward" else 1)
 
 
@@ -198,11 +214,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rows, mm = common.measured(args.threads, args.quick, run, busy=args.contention, device=args.device)
 
-    by_key = {(r["impl"], r["mode"], r["length"]): r for r in rows}
+    by_key = add_model_rates(rows, lambda r: _flops(spec, r["impl"], r["length"], r["mode"]), mm.best)
     for r in rows:
-        r["tokens_s"] = r["length"] / r["time_s"]
-        common.add_rates(r, _flops(spec, r["impl"], r["length"], r["mode"]), mm.best,
-                         by_key.get((REFERENCE[r["impl"]], r["mode"], r["length"])))
         full = by_key.get(("ours_full", r["mode"], r["length"]))
         if r["impl"] == "ours_sparse" and full is not None:
             r["vs_ours_full"] = full["time_s"] / r["time_s"]

@@ -37,7 +37,7 @@ if __package__ in (None, ""):
 import torch
 
 from benchmarks import common
-from benchmarks.bench_model import IMPLS, REFERENCE, load_model, save_weights
+from benchmarks.bench_model import IMPLS, add_model_rates, forward_flops, load_model, save_weights
 
 BASE = dict(vocab_size=50358, hidden_size=768, num_attention_heads=12, intermediate_size=3072, block_size=64,
             num_random_blocks=3)
@@ -162,17 +162,7 @@ def _timed_call(step: Callable[[], torch.Tensor], device: str) -> tuple[float, t
 
 def _flops(spec: dict, impl: str, length: int, mode: str) -> int:
     """Model FLOPs of one call: the forward (see bench_model.py), 3x with a backward (recompute not counted)."""
-    from bigbird.layout import sparse_layout
-
-    H, C = spec["num_attention_heads"], spec["hidden_size"]
-    if IMPLS[impl][1] == "block_sparse":
-        layout = sparse_layout(seed=0, seq_len=length, block_size=spec["block_size"],
-                               num_random_blocks=spec["num_random_blocks"], num_heads=H,
-                               max_seq_len=spec["max_position_embeddings"])
-        pairs = common.sparse_pairs(layout)
-    else:
-        pairs = H * length * length
-    fwd = common.encoder_flops(length, C, spec["intermediate_size"], spec["num_hidden_layers"], pairs, C // H)
+    fwd = forward_flops(spec, impl, length)
     return fwd * (1 if mode == "forward" else 3)
 
 
@@ -229,11 +219,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows, mm = common.measured(args.threads, args.quick, run, busy=args.contention, device=args.device)
 
-    by_key = {(r["impl"], r["mode"], r["length"]): r for r in rows}
-    for r in rows:
-        r["tokens_s"] = r["length"] / r["time_s"]
-        common.add_rates(r, _flops(spec, r["impl"], r["length"], r["mode"]), mm.best,
-                         by_key.get((REFERENCE[r["impl"]], r["mode"], r["length"])))
+    add_model_rates(rows, lambda r: _flops(spec, r["impl"], r["length"], r["mode"]), mm.best)
     rows.sort(key=lambda r: (MODES.index(r["mode"]), r["length"], r["impl"]))
     columns = [("mode", "mode"), ("length", "L"), ("impl", "implementation"), ("time_s", "best s"),
                ("median_s", "median s"), ("runs", "runs"), ("tokens_s", "tokens/s"),
