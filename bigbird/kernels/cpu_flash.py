@@ -36,7 +36,14 @@ from collections.abc import Iterator
 
 import torch
 
-from bigbird.kernels.common import MASK_PENALTY, flat_block_index, gather_blocks, global_rows, middle_bias
+from bigbird.kernels.common import (
+    MASK_PENALTY,
+    flat_block_index,
+    gather_blocks,
+    global_bias,
+    global_rows,
+    middle_bias,
+)
 from bigbird.layout import NUM_FIXED_SLOTS
 
 # Bytes of gathered random keys (or values, or the window's key gradients) per tile: large tiles (few ops,
@@ -154,7 +161,7 @@ def block_sparse_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: 
     lse = q.new_empty(B, H, L, dtype=torch.float32)
 
     # Query blocks 0 and n-1 see every key.
-    mask = None if key_mask is None else ((1.0 - key_mask.to(torch.float32)) * MASK_PENALTY)[:, None, None, :]
+    mask = global_bias(key_mask, torch.float32)
     out_glob, lse_glob = _flash(global_rows(q, bs), k, v, attn_mask=mask, scale=scale)  # (B, H, 2bs, D)
     out[:, :, :bs], out[:, :, -bs:] = out_glob[:, :, :bs], out_glob[:, :, bs:]
     lse[:, :, :bs], lse[:, :, -bs:] = lse_glob[:, :, :bs], lse_glob[:, :, bs:]
@@ -203,7 +210,7 @@ def block_sparse_cpu_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
     grad_out, q, k, v, out = (x.contiguous() for x in (grad_out, q, k, v, out))
 
     # Global query blocks: every key, so their key/value gradients initialise dk and dv.
-    mask = None if key_mask is None else ((1.0 - key_mask.to(torch.float32)) * MASK_PENALTY)[:, None, None, :]
+    mask = global_bias(key_mask, torch.float32)
     dq_glob, dk, dv = _flash_backward(global_rows(grad_out, bs), global_rows(q, bs), k, v, global_rows(out, bs),
                                       global_rows(lse, bs), 0.0, False, attn_mask=mask, scale=scale)
     dq = torch.empty_like(q)
