@@ -99,3 +99,13 @@ def test_scale_benchmark_quick_run(tmp_path):
         assert r["tokens_per_s"] > 0 and r["steady_tokens_per_s"] > 0 and r["blocks"] > 1
         assert r["driver_peak_mib"] > 0 and r["actor_peak_mib"] > 0 and r["worker_processes"] >= 1
     assert (tmp_path / "scale.md").read_text().count("\n| ") == 3  # header + 2 rows after the separator
+
+
+def test_flash_shapes_quick_run(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_flash_shapes.py"), "--quick", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "flash_shapes.json").read_text())
+    assert [s["queries"] for s in result["shapes"]] == [32, 224, 16, 16]  # 256 tokens, block 16: 14 middle blocks
+    assert all(s["gflops"] > 0 for s in result["shapes"]) and result["ceiling_gflops"] > 0
+    assert len(result["grid"]) == 15 and "% of mm" in proc.stdout
