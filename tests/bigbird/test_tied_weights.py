@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -71,3 +73,14 @@ def test_caller_state_dict_is_not_changed():
     keys = list(state)
     _model("BigBirdForCausalLM", is_decoder=True).load_state_dict(state)
     assert list(state) == keys
+
+
+def test_whole_model_pickles_with_its_hooks_and_tie():
+    # What torch.save(model) and process pools do: pickle the module, its hooks (module-level functions) and its
+    # activation (gelu_new by default, once a lambda that did not pickle).
+    model = _model("BigBirdForMaskedLM").eval()
+    copy = pickle.loads(pickle.dumps(model)).eval()
+    assert _tied(copy) and "lm_head.decoder.weight" not in copy.state_dict()
+    ids = torch.randint(6, 120, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(copy(input_ids=ids).logits, model(input_ids=ids).logits, rtol=0, atol=0)
