@@ -8,7 +8,7 @@ import transformers
 from safetensors.torch import load_file
 
 import bigbird
-from tests.helpers import tiny
+from tests.helpers import spm_tokenizer, tiny
 
 peft = pytest.importorskip("peft")
 
@@ -128,7 +128,8 @@ def test_trainer_saves_and_checkpoints_tied_heads(tmp_path, name):
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, num_train_epochs=3, learning_rate=3e-3,
         logging_steps=1, save_strategy="steps", save_steps=6, report_to=[], use_cpu=True, seed=0)
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=data)
+    tokenizer = spm_tokenizer()
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     assert trainer.train().global_step == 12
     after = _lm_loss(model, data)
     assert after < before
@@ -139,6 +140,8 @@ def test_trainer_saves_and_checkpoints_tied_heads(tmp_path, name):
     for folder in (out, tmp_path / "run" / "checkpoint-6", tmp_path / "run" / "checkpoint-12"):
         saved = load_file(str(folder / "model.safetensors"))
         assert "bert.embeddings.word.weight" in saved and "lm_head.decoder.weight" not in saved
+    # Trainer saves the processing class beside the weights (our tokenizer's save_pretrained).
+    assert bigbird.BigBirdTokenizer.from_pretrained(out)("a b c")["input_ids"] == tokenizer("a b c")["input_ids"]
     ours = getattr(bigbird, name).from_pretrained(out, config=model.config)
     assert ours.get_output_embeddings().weight is ours.get_input_embeddings().weight
     assert _lm_loss(ours, data) == pytest.approx(after, abs=1e-6)
