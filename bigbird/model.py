@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -18,11 +19,13 @@ from bigbird.outputs import BaseModelOutputWithPoolingAndCrossAttentions, tuple_
 
 KV = tuple[torch.Tensor, torch.Tensor]
 
+# functools.partial, not lambdas: a model must pickle (torch.save(model), copies sent to worker processes).
+_GELU_TANH = functools.partial(F.gelu, approximate="tanh")
 _ACTIVATIONS = {
     "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_new": _GELU_TANH,
+    "gelu_pytorch_tanh": _GELU_TANH,
+    "gelu_fast": _GELU_TANH,
     "relu": F.relu,
     "silu": F.silu,
     "swish": F.silu,

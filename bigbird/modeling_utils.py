@@ -20,6 +20,8 @@ from bigbird.checkpoint import BASE_PREFIX, IGNORED_HF, hf_to_ours, ours_to_hf
 from bigbird.config import BigBirdConfig
 from bigbird.pretrained_io import PretrainedIO
 from bigbird.resizing import EmbeddingResizing
+from bigbird.tied_weights import register as register_tied_hooks
+from bigbird.tied_weights import tied_aliases
 
 logger = logging.getLogger("bigbird")
 
@@ -76,6 +78,8 @@ class BigBirdPreTrainedModel(PretrainedIO, EmbeddingResizing, nn.Module):
         self.load_report = LoadReport()
         self.warnings_issued: dict[str, bool] = {}
         self._input_grad_hook: Any = None
+        # state_dict() lists a tied output embedding once (see bigbird.tied_weights: Trainer can save it).
+        register_tied_hooks(self)
 
     @classmethod
     def _from_config(cls, config: BigBirdConfig, *, dtype: torch.dtype | str | None = None,
@@ -249,12 +253,19 @@ class BigBirdPreTrainedModel(PretrainedIO, EmbeddingResizing, nn.Module):
     def _tied_output(self) -> bool:
         return self.get_output_embeddings() is not None and bool(self.config.tie_word_embeddings)
 
+    def _full_state_dict(self) -> dict[str, torch.Tensor]:
+        """``state_dict()`` with the tied aliases it leaves out (every parameter name this model has)."""
+        state = self.state_dict()
+        for alias in tied_aliases(self):
+            state[alias] = self.get_parameter(alias).detach()
+        return state
+
     def hf_state_dict(self, state: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Weights under transformers' names (tied output weights left out): this model's, or ``state``
         (named as ours or as transformers', e.g. from ``state_dict()``)."""
         out: dict[str, torch.Tensor] = {}
         seen: set[int] = set()
-        names = {self._canonical(n) for n in self.state_dict()}
+        names = {self._canonical(n) for n in self._full_state_dict()}
         own = self.state_dict() if state is None else state
         for name, tensor in own.items():
             canonical = self._to_canonical(name, names)
@@ -279,7 +290,7 @@ class BigBirdPreTrainedModel(PretrainedIO, EmbeddingResizing, nn.Module):
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict`` that also accepts transformers' key names (and base-model keys with or
         without the ``bert.`` prefix)."""
-        local = set(self.state_dict())
+        local = set(self._full_state_dict())
         own = {self._canonical(n) for n in local}
         translated: dict[str, Any] = {}
         for name, tensor in state_dict.items():
@@ -310,8 +321,9 @@ class BigBirdPreTrainedModel(PretrainedIO, EmbeddingResizing, nn.Module):
             CheckpointMismatchError: On keys that belong to no BigBird module, missing encoder weights or shape
                 mismatches (a ``ValueError`` and a ``RuntimeError``).
         """
-        own = {self._canonical(n): n for n in self.state_dict()}
-        own_shapes = {n: t.shape for n, t in self.state_dict().items()}
+        full = self._full_state_dict()
+        own = {self._canonical(n): n for n in full}
+        own_shapes = {n: t.shape for n, t in full.items()}
         mapped: dict[str, torch.Tensor] = {}
         unknown, unused, mismatched = [], [], []
         for name, tensor in state.items():

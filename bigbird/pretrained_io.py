@@ -14,11 +14,12 @@ writes.
     theirs = transformers.BigBirdForSequenceClassification.from_pretrained(
         out, key_mapping=bigbird.BigBirdForSequenceClassification.transformers_key_mapping)
 
-(``from_pretrained(out, config=model.config)`` also works without the config file.) Heads whose output
-embeddings are tied to the input ones (masked/causal LM, pre-training) cannot go through that path:
-``safetensors.save_file`` inside ``Trainer._save`` refuses the two names of the one shared tensor that
-``state_dict()`` holds (as for any plain ``nn.Module`` with tied weights). Train those with
-``save_strategy="no"`` and call ``model.save_pretrained(out)``, which writes the tied weight once.
+(``from_pretrained(out, config=model.config)`` also works without the config file; nothing Trainer writes there
+carries the model's config: the weights file's metadata is fixed by Trainer, ``training_args.bin`` holds the
+training arguments.) Heads whose output embeddings are tied to the input ones (masked/causal LM, pre-training)
+go the same way: their ``state_dict()`` lists the shared weight once, under ``bert.embeddings.word.weight``, so
+that ``safetensors.save_file`` inside ``Trainer._save`` accepts it (``bigbird.tied_weights``), and loading
+ties the head again.
 """
 
 from __future__ import annotations

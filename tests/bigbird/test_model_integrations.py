@@ -8,7 +8,7 @@ import transformers
 from safetensors.torch import load_file
 
 import bigbird
-from tests.helpers import tiny
+from tests.helpers import spm_tokenizer, tiny
 
 peft = pytest.importorskip("peft")
 
@@ -86,6 +86,81 @@ def test_trainer_fine_tunes_and_saves(tmp_path):
     with torch.no_grad():
         assert hf(input_ids=data.ids, labels=data.labels).loss.item() == pytest.approx(after, abs=1e-5)
     assert _loss(bigbird.BigBirdForSequenceClassification.from_pretrained(out), data) == pytest.approx(after, abs=1e-6)
+
+
+class _Tokens(torch.utils.data.Dataset):
+    """Language-model rows: a few fixed sequences to memorise; masked-LM labels on every third token (the input
+    there is the mask id), causal-LM labels on every token."""
+
+    def __init__(self, causal: bool, n: int = 16, length: int = 16, mask_id: int = 4) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(8, 120, (n, length), generator=g)
+        self.labels = self.ids.clone()
+        if not causal:
+            masked = torch.zeros_like(self.ids, dtype=torch.bool)
+            masked[:, 1::3] = True
+            self.labels[~masked] = -100
+            self.ids = self.ids.masked_fill(masked, mask_id)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.ids[i], "labels": self.labels[i]}
+
+
+def _lm_loss(model, data: _Tokens) -> float:
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=data.ids, labels=data.labels).loss.item()
+
+
+@pytest.mark.parametrize("name", ["BigBirdForMaskedLM", "BigBirdForCausalLM", "BigBirdForPreTraining"])
+def test_trainer_saves_and_checkpoints_tied_heads(tmp_path, name):
+    # The output embedding is the input embedding's Parameter; state_dict() lists it once (bigbird.tied_weights),
+    # so Trainer's safetensors.save_file of state_dict() works for save_model and the periodic checkpoints.
+    causal = name == "BigBirdForCausalLM"
+    data = _Tokens(causal)
+    torch.manual_seed(0)
+    model = getattr(bigbird, name)(bigbird.BigBirdConfig(**tiny(attention_type="original_full", is_decoder=causal)))
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    before = _lm_loss(model, data)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, num_train_epochs=3, learning_rate=3e-3,
+        logging_steps=1, save_strategy="steps", save_steps=6, report_to=[], use_cpu=True, seed=0)
+    tokenizer = spm_tokenizer()
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    assert trainer.train().global_step == 12
+    after = _lm_loss(model, data)
+    assert after < before
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # still tied
+
+    out = tmp_path / "saved"
+    trainer.save_model(str(out))
+    for folder in (out, tmp_path / "run" / "checkpoint-6", tmp_path / "run" / "checkpoint-12"):
+        saved = load_file(str(folder / "model.safetensors"))
+        assert "bert.embeddings.word.weight" in saved and "lm_head.decoder.weight" not in saved
+    # Trainer saves the processing class beside the weights (our tokenizer's save_pretrained).
+    assert bigbird.BigBirdTokenizer.from_pretrained(out)("a b c")["input_ids"] == tokenizer("a b c")["input_ids"]
+    ours = getattr(bigbird, name).from_pretrained(out, config=model.config)
+    assert ours.get_output_embeddings().weight is ours.get_input_embeddings().weight
+    assert _lm_loss(ours, data) == pytest.approx(after, abs=1e-6)
+    # A plain load_state_dict (Trainer's resume path) with strict=True: the tied alias is filled, not missing.
+    fresh = getattr(bigbird, name)(model.config)
+    result = fresh.load_state_dict(load_file(str(tmp_path / "run" / "checkpoint-12" / "model.safetensors")))
+    assert not result.missing_keys and not result.unexpected_keys
+    assert fresh.get_output_embeddings().weight is fresh.get_input_embeddings().weight
+    assert _lm_loss(fresh, data) == pytest.approx(after, abs=1e-6)
+    # Trainer resumes from the periodic checkpoint (model weights, optimizer and schedule) to the same end.
+    resumed = transformers.Trainer(model=getattr(bigbird, name)(model.config), args=args, train_dataset=data)
+    assert resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-6")).global_step == 12
+    assert _lm_loss(resumed.model, data) == pytest.approx(after, abs=1e-4)
+    # transformers loads the folder with the key mapping once the config is beside it, and ties the head itself.
+    model.config.save_pretrained(out)
+    hf, info = getattr(transformers, name).from_pretrained(
+        out, key_mapping=model.transformers_key_mapping, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert _lm_loss(hf, data) == pytest.approx(after, abs=1e-5)
 
 
 @pytest.mark.parametrize("name", ["BigBirdModel", "BigBirdForQuestionAnswering", "BigBirdForTokenClassification",
