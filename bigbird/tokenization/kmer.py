@@ -94,6 +94,9 @@ class KmerDNATokenizer(DNATokenizer):
         if k is not None and check_k(k) != found:
             raise ValueError(f"k={k} but the backend's vocabulary holds {found}-mers")
         super().__init__(backend, model_max_length=model_max_length, **kwargs)
+        # transformers' PreTrainedTokenizerFast would read the saved tokenizer.json as one *base* per id: a class
+        # it does not know makes AutoTokenizer refuse the folder instead of giving the model the wrong ids
+        self.tokenizer_class = "KmerDNATokenizer"
         self.k = found
         self._first = backend.token_to_id(DNA_ALPHABET[0])  # id of A; A C G T N are consecutive
         self._kmer0 = backend.token_to_id(DNA_ALPHABET[0] * found)

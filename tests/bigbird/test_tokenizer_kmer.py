@@ -57,7 +57,8 @@ def test_batches_padding_and_overflowing_windows_are_mapped():
 def test_save_and_load_give_back_the_kmer_tokenizer(tmp_path):
     tok = KmerDNATokenizer(k=6, model_max_length=4096)
     tok.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["bigbird_tokenizer"] == "dna_kmer"
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert config["bigbird_tokenizer"] == "dna_kmer" and config["tokenizer_class"] == "KmerDNATokenizer"
     back = BigBirdTokenizer.from_pretrained(tmp_path)
     assert isinstance(back, KmerDNATokenizer) and back.k == 6 and back.model_max_length == 4096
     assert back(SEQ)["input_ids"] == tok(SEQ)["input_ids"]
