@@ -27,7 +27,14 @@ from typing import Any
 
 from bigbird.hub import is_local
 from bigbird.paths import RelativePathError, is_uri, resolve_path
-from jobs.settings import PIPELINE_TASK, JobSettings, check_sources, load_settings
+from jobs.settings import (
+    KMER_TOKENIZER,
+    PIPELINE_TASK,
+    JobSettings,
+    builtin_tokenizer,
+    check_sources,
+    load_settings,
+)
 
 EPILOG = """examples:
   bigbird finetune --config jobs/configs/rrna16s_phylum.yaml
@@ -66,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_path(value: str | None, setting: str, base_dir: str | None) -> str | None:
     """A model / tokenizer setting: a path by :func:`resolve_path` when it names one, else kept (a hub id,
     ``dna``, ``unigram``)."""
-    if value is None or value in ("dna", "unigram"):
+    if value is None or builtin_tokenizer(value):
         return value
     under_base = base_dir is not None and (Path(base_dir).expanduser() / value).exists()
     return resolve_path(value, setting=setting, base_dir=base_dir) if is_uri(value) or is_local(value) \
@@ -129,11 +136,14 @@ def train_texts(settings: JobSettings, sample: int | None = None) -> list[str]:
 def resolve_tokenizer(settings: JobSettings) -> Any:
     """``dna`` -> DNATokenizer; ``unigram`` -> learnt from the train split (kept in the run folder, so a
     resumed run gets the same vocabulary); otherwise a folder or hub id (default: the model's)."""
-    from bigbird.tokenization import BigBirdTokenizer, DNATokenizer
+    from bigbird.tokenization import BigBirdTokenizer, DNATokenizer, KmerDNATokenizer
 
     spec = settings.model.tokenizer or settings.model.from_pretrained
     if spec == "dna":
         return DNATokenizer()
+    kmer = KMER_TOKENIZER.fullmatch(spec or "")
+    if kmer is not None:
+        return KmerDNATokenizer(k=int(kmer.group(1)))
     if spec == "unigram":
         u = settings.model.unigram
         cache = None if is_uri(settings.run.storage_path) else (

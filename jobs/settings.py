@@ -38,6 +38,7 @@ PIPELINE_TASK = {spec.train_name: spec.name for spec in SPECS.values()}
 DEFAULT_METRIC = {"question-answering": ("eval_f1", "max"), "text-classification": ("eval_accuracy", "max"),
                   "token-classification": ("eval_f1", "max"), "masked-lm": ("eval_loss", "min")}
 # BigBirdConfig fields the job fills in itself (from the tokenizer and the training labels).
+KMER_TOKENIZER = re.compile(r"dna-k([2-6])")  # model.tokenizer: dna-k3 -> KmerDNATokenizer(k=3)
 DERIVED_CONFIG_FIELDS = ("vocab_size", "pad_token_id", "sep_token_id", "id2label", "label2id", "num_labels")
 # Columns each task reads (by their role; data.columns maps roles to parquet column names).
 REQUIRED_COLUMNS = {"question-answering": ("id", "text", "question", "answers"),
@@ -64,7 +65,8 @@ class ModelSettings(_Section):
 
     from_pretrained: str | None = Field(None, description="folder or hub id of a saved BigBird")
     from_scratch: dict[str, Any] | None = Field(None, description="BigBirdConfig fields of a new model")
-    tokenizer: str | None = Field(None, description="'dna' (one token per base), 'unigram' (learnt from the "
+    tokenizer: str | None = Field(None, description="'dna' (one token per base), 'dna-kK' (one token per base: "
+                                                    "the K-mer starting there, K 2-6), 'unigram' (learnt from the "
                                                     "train split, see model.unigram), or a folder / hub id; "
                                                     "default: from_pretrained")
     unigram: UnigramSettings = Field(default_factory=lambda: UnigramSettings())
@@ -79,7 +81,7 @@ class ModelSettings(_Section):
                              "model.from_scratch (a BigBirdConfig dict)")
         if self.from_scratch is not None:
             if self.tokenizer is None:
-                raise ValueError("model.from_scratch needs model.tokenizer ('dna', 'unigram' or a folder)")
+                raise ValueError("model.from_scratch needs model.tokenizer ('dna', 'dna-k3', 'unigram' or a folder)")
             _check_config_fields(self.from_scratch, "model.from_scratch")
         if self.config_overrides:
             if self.from_scratch is not None:
@@ -338,7 +340,12 @@ def check_sources(settings: JobSettings) -> None:
                              f"(it has {names}; map other names with data.columns)")
     m = settings.model
     for field, value in (("model.from_pretrained", m.from_pretrained), ("model.tokenizer", m.tokenizer)):
-        if value is None or value in ("dna", "unigram") or is_uri(value):
+        if value is None or builtin_tokenizer(value) or is_uri(value):
             continue
         if is_local(value) and not Path(value).expanduser().exists():  # else a hub id, as for from_pretrained
             raise FileNotFoundError(f"{field}: no such folder {value!r}")
+
+
+def builtin_tokenizer(value: str) -> bool:
+    """``value`` names a tokenizer the job builds (``dna``, ``dna-kK``, ``unigram``), not a folder or hub id."""
+    return value in ("dna", "unigram") or KMER_TOKENIZER.fullmatch(value) is not None

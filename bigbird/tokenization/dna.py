@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 
@@ -13,8 +15,9 @@ _DELETE_VALID = str.maketrans("", "", DNA_ALPHABET + DNA_ALPHABET.lower())
 _MAX_REPORTED = 10
 
 
-def build_dna_backend() -> Tokenizer:
-    """The ``tokenizers`` backend: ids 0-6 are ``<pad> <s> </s> <unk> [CLS] [SEP] [MASK]``, then A C G T N.
+def build_dna_backend(extra: Sequence[str] = ()) -> Tokenizer:
+    """The ``tokenizers`` backend: ids 0-6 are ``<pad> <s> </s> <unk> [CLS] [SEP] [MASK]``, then A C G T N,
+    then ``extra`` vocabulary entries (never produced from text: the k-mers of :mod:`bigbird.tokenization.kmer`).
 
     Lower-case bases are upper-cased by 1:1 replacements (so offsets stay exact); every other character
     becomes one ``<unk>`` token.
@@ -25,6 +28,7 @@ def build_dna_backend() -> Tokenizer:
     specials = [special_token(name, token) for name, token in OWN_SPECIAL_TOKENS]
     vocab = {tok.content: i for i, tok in enumerate(specials)}
     vocab.update({base: len(specials) + i for i, base in enumerate(DNA_ALPHABET)})
+    vocab.update({entry: len(vocab) + i for i, entry in enumerate(extra)})
     backend = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
     backend.normalizer = normalizers.Sequence([normalizers.Replace(b.lower(), b) for b in DNA_ALPHABET])
     backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # one piece per character

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from bigbird.tokenization import BigBirdTokenizer, DNATokenizer
+from bigbird.tokenization import BigBirdTokenizer, DNATokenizer, KmerDNATokenizer
 from tests.helpers import SPM_LINES, SPM_MODEL
 
 transformers = pytest.importorskip("transformers")
@@ -136,13 +136,15 @@ def test_chat_templates_render_tokenize_save_and_reload(tok, folder, tmp_path):
 
 
 def test_kind_registry_builds_the_saved_class(tmp_path):
-    assert BigBirdTokenizer.tokenizer_kinds() == {"bigbird": BigBirdTokenizer, "dna": DNATokenizer}
+    assert BigBirdTokenizer.tokenizer_kinds() == {"bigbird": BigBirdTokenizer, "dna": DNATokenizer,
+                                                  "dna_kmer": KmerDNATokenizer}
     DNATokenizer(model_max_length=64).save_pretrained(tmp_path)
     loaded = BigBirdTokenizer.from_pretrained(tmp_path)
     assert type(loaded) is DNATokenizer and loaded.model_max_length == 64
     config = json.loads((tmp_path / "tokenizer_config.json").read_text())
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "bigbird_tokenizer": "protein"}))
-    with pytest.raises(ValueError, match="unknown bigbird_tokenizer='protein'.*known: \\['bigbird', 'dna'\\]"):
+    with pytest.raises(ValueError,
+                       match="unknown bigbird_tokenizer='protein'.*known: \\['bigbird', 'dna', 'dna_kmer'\\]"):
         BigBirdTokenizer.from_pretrained(tmp_path)
 
 
