@@ -307,7 +307,9 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
             if plain is not None:
                 urls["plain"] = f"http://127.0.0.1:{plain[1]}/v1/text-classification"
             scores = {name: [top(requests.post(url, json={"inputs": text}, timeout=120)) for text in texts[:4]]
-                      for name, url in urls.items()}  # warm-up (first forward passes, connections) + same model
+                      for name, url in urls.items()}  # first forward passes, connections; same model check
+            for url in urls.values():  # warm-up at full concurrency: the batched replica's first big batches
+                load(url, texts, clients=args.clients, requests_total=args.clients, deadline_s=args.max_seconds)
             same_model = max(abs(a[1] - b[1]) if a[0] == b[0] else float("inf")
                              for name in scores for a, b in zip(scores[name], scores["batched"]))
             for name in order:
