@@ -168,6 +168,27 @@ def start_plain(folder: Path, *, threads: int) -> tuple[subprocess.Popen, int]:
         raise
 
 
+def server_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each kind of process this benchmark started (every
+    descendant: Ray's processes and actors by their ``ray::`` title, the plain server as ``plain``), summed by
+    kind. The driver itself, the load generator, is not counted."""
+    import psutil
+
+    totals: dict[str, float] = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmd = child.cmdline()
+            times = child.cpu_times()
+        except psutil.Error:  # exited meanwhile
+            continue
+        if any(part.endswith("serve_plain.py") for part in cmd):
+            kind = "plain"
+        else:
+            kind = cmd[0].split()[0] if cmd and cmd[0].startswith("ray::") else Path(cmd[0] if cmd else "?").name
+        totals[kind] = totals.get(kind, 0.0) + times.user + times.system
+    return totals
+
+
 def summary(rounds: list[dict], stats: list[tuple[dict, dict]]) -> dict:
     """Throughput over all rounds of a configuration, latency percentiles, mean requests per batch."""
     lat = sorted(x for r in rounds for x in r["latencies"])
@@ -183,7 +204,13 @@ def summary(rounds: list[dict], stats: list[tuple[dict, dict]]) -> dict:
     requests = sum(a["requests"] - b["requests"] for b, a in stats)
     batches = sum(a["batches"] - b["batches"] for b, a in stats)
     tokens = sum(a["tokens"] - b["tokens"] for b, a in stats)
-    return {"ok": len(lat), "errors": errors, "seconds": seconds, "throughput": len(lat) / seconds,
+    cpu: dict[str, float] = {}
+    for r in rounds:
+        for k, v in r.get("cpu", {}).items():
+            cpu[k] = cpu.get(k, 0.0) + v
+    per_request = {k: round(1000 * v / max(1, len(lat)), 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
+                   if v > 0}
+    return {"cpu_ms_per_request": sum(per_request.values()), "cpu_ms_per_request_by_process": per_request, "ok": len(lat), "errors": errors, "seconds": seconds, "throughput": len(lat) / seconds,
             "tokens_per_s": tokens / seconds, "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
             "mean_ms": 1000 * statistics.fmean(lat) if lat else float("nan"),
             "mean_batch": requests / max(1, batches),
@@ -315,8 +342,11 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
             for name in order:
                 model = None if name == "plain" else serve.get_deployment_handle("TaskModel", app_name=name)
                 before = model.stats.remote().result() if model else None
+                cpu_before = server_cpu()
                 rounds[name].append(load(urls[name], texts, clients=args.clients, requests_total=per_round,
                                          deadline_s=args.max_seconds))
+                cpu_after = server_cpu()  # every server process, idle ones included (they cost alike in all rounds)
+                rounds[name][-1]["cpu"] = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
                 if model is None:  # one request per forward pass by construction
                     n = len(rounds[name][-1]["latencies"])
                     stats[name].append(({"batches": 0, "requests": 0, "tokens": 0},
@@ -354,11 +384,15 @@ def report(args: argparse.Namespace, results: dict, extra: dict, load_before: tu
           f"in {args.rounds} rounds, model hidden {args.hidden} x {args.layers} layers, replica num_cpus "
           f"{args.num_cpus:g}, batch_wait_timeout_s {args.batch_wait_timeout_s:g}")
     print(f"{'config':<24}{'ok':>5}{'errors':>7}{'req/s':>7}{'tok/s':>7}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
-          f"{'batch':>7}")
+          f"{'batch':>7}{'CPU ms/req':>11}")
     for name, r in results.items():
         label = f"{name} (max_batch {configs[name]})"
         print(f"{label:<24}{r['ok']:>5}{sum(r['errors'].values()):>7}{r['throughput']:>7.2f}{r['tokens_per_s']:>7.0f}"
-              f"{r['p50_ms']:>8.0f}{r['p95_ms']:>8.0f}{r['p99_ms']:>8.0f}{r['mean_batch']:>7.1f}")
+              f"{r['p50_ms']:>8.0f}{r['p95_ms']:>8.0f}{r['p99_ms']:>8.0f}{r['mean_batch']:>7.1f}"
+              f"{r['cpu_ms_per_request']:>11.0f}")
+    print("server CPU ms per request by process: " + "; ".join(
+        f"{name} " + ", ".join(f"{k} {v:.0f}" for k, v in list(r["cpu_ms_per_request_by_process"].items())[:4])
+        for name, r in results.items()))
     print(f"throughput ratio batched / unbatched: {ratio:.2f}x (target >= 2x)")
     plain_ratio = {}
     if "plain" in results:

@@ -120,6 +120,9 @@ def test_serve_benchmark_quick_run(tmp_path):
         assert r["ok"] == requests and r["errors"] == {}, (name, r)
         assert r["throughput"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"], (name, r)
         assert len(r["round_throughputs"]) == 2
+        assert r["cpu_ms_per_request"] > 0, (name, r)  # the server processes' CPU was measured
+    assert "plain" in results["plain"]["cpu_ms_per_request_by_process"]
+    assert any("TaskModel" in k for k in results["batched"]["cpu_ms_per_request_by_process"])
     assert results["unbatched"]["mean_batch"] == results["plain"]["mean_batch"] == 1.0
     assert 1.0 <= results["batched"]["mean_batch"] <= 4.0
     assert data["same_model"] <= 1e-4  # the same weights answer alike in ours and in transformers
