@@ -168,13 +168,13 @@ def start_plain(folder: Path, *, threads: int) -> tuple[subprocess.Popen, int]:
         raise
 
 
-def server_cpu() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each kind of process this benchmark started (every
-    descendant: Ray's processes and actors by their ``ray::`` title, the plain server as ``plain``), summed by
-    kind. The driver itself, the load generator, is not counted."""
+def server_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) used so far by each process this benchmark started (every descendant), with
+    its kind: Ray's processes and actors by their ``ray::`` title without the running method (Ray retitles a
+    worker for each call), the plain server as ``plain``. The driver itself, the load generator, is left out."""
     import psutil
 
-    totals: dict[str, float] = {}
+    found: dict[int, tuple[str, float]] = {}
     for child in psutil.Process().children(recursive=True):
         try:
             cmd = child.cmdline()
@@ -183,10 +183,21 @@ def server_cpu() -> dict[str, float]:
             continue
         if any(part.endswith("serve_plain.py") for part in cmd):
             kind = "plain"
+        elif cmd and cmd[0].startswith("ray::"):
+            kind = cmd[0].split()[0].split(".")[0]
         else:
-            kind = cmd[0].split()[0] if cmd and cmd[0].startswith("ray::") else Path(cmd[0] if cmd else "?").name
-        totals[kind] = totals.get(kind, 0.0) + times.user + times.system
-    return totals
+            kind = Path(cmd[0] if cmd else "?").name
+        found[child.pid] = (kind, times.user + times.system)
+    return found
+
+
+def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each kind of process used between two :func:`server_cpu` readings (per process, so a process
+    that changed its title is still counted once)."""
+    used: dict[str, float] = {}
+    for pid, (kind, seconds) in after.items():
+        used[kind] = used.get(kind, 0.0) + seconds - before.get(pid, (kind, 0.0))[1]
+    return used
 
 
 def summary(rounds: list[dict], stats: list[tuple[dict, dict]]) -> dict:
@@ -346,7 +357,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
                 rounds[name].append(load(urls[name], texts, clients=args.clients, requests_total=per_round,
                                          deadline_s=args.max_seconds))
                 cpu_after = server_cpu()  # every server process, idle ones included (they cost alike in all rounds)
-                rounds[name][-1]["cpu"] = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
+                rounds[name][-1]["cpu"] = cpu_used(cpu_before, cpu_after)
                 if model is None:  # one request per forward pass by construction
                     n = len(rounds[name][-1]["latencies"])
                     stats[name].append(({"batches": 0, "requests": 0, "tokens": 0},

@@ -147,3 +147,13 @@ def test_serve_benchmark_names_an_application_that_never_starts():
         wait_running(fake, ["batched", "unbatched"], 0.5)
     apps["unbatched"] = apps["batched"]
     wait_running(fake, ["batched", "unbatched"], 0.5)  # all running: returns
+
+
+def test_server_cpu_counts_a_retitled_process_once():
+    """Ray retitles a worker for each method call (``ray::X`` then ``ray::X.handle_request``): CPU is taken per
+    process, so the time before the call is not counted again under the new title."""
+    from benchmarks.bench_serve import cpu_used
+
+    before = {10: ("ray::ServeReplica:a:TaskModel", 5.0), 11: ("plain", 2.0)}
+    after = {10: ("ray::ServeReplica:a:TaskModel", 7.5), 11: ("plain", 2.25), 12: ("ray::IDLE", 0.5)}
+    assert cpu_used(before, after) == {"ray::ServeReplica:a:TaskModel": 2.5, "plain": 0.25, "ray::IDLE": 0.5}
