@@ -5,15 +5,18 @@ N closed-loop clients (default 16) send a fixed number of ~512-token texts to ``
 127.0.0.1. The same application runs twice side by side, with ``max_batch_size`` 16 and 1, next to ``plain``:
 FastAPI + transformers' BigBird on the same weights in one uvicorn process (``serve_plain.py``, one request per
 forward pass, same torch thread count). Rounds alternate (A B C C B A) so drifting machine load hits all alike.
-The script prints throughput, p50/p95/p99 latency, mean requests per batch and the throughput ratios. The model
+Only ``batched`` and ``unbatched`` are Serve applications (their own Ray instance, no dashboard). The script
+prints throughput, p50/p95/p99 latency, mean requests per batch, the server processes' CPU per request, the
+throughput ratios and whether the three answer with the same scores. The model
 is random-weight but realistic for a CPU (hidden 256, 4 layers, 1024 positions) with the SentencePiece test
 tokenizer.
 
     python benchmarks/bench_serve.py                      # 16 clients, 160 requests per configuration
     python benchmarks/bench_serve.py --clients 8 --requests 64 --rounds 2 --max-seconds 120
 
-Bounded: a fixed request count per configuration, a deadline per round (--max-seconds) and a timeout per
-request; traffic goes only to 127.0.0.1.
+Bounded: a fixed request count per configuration, a deadline for the applications to start (--deploy-timeout),
+per round (--max-seconds) and per request, and --timeout for the whole run (SIGTERM alike): services, Ray and
+the plain server are stopped on every exit. Traffic goes only to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # import serve/, bigbird/, benchmarks/
+
+from benchmarks.serve_load import cpu_used, load, server_cpu, summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPM = ROOT / "tests" / "fixtures" / "spm" / "test_model.model"
@@ -106,44 +112,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load(url: str, texts: list[str], *, clients: int, requests_total: int, deadline_s: float) -> dict:
-    """Closed loop: each client sends its next request when the previous one is answered."""
-    import requests
-
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    lock = threading.Lock()
-    counter = iter(range(requests_total))
-    stop_at = time.monotonic() + deadline_s
-
-    def client() -> None:
-        session = requests.Session()
-        while time.monotonic() < stop_at:
-            with lock:
-                k = next(counter, None)
-            if k is None:
-                return
-            start = time.perf_counter()
-            try:
-                r = session.post(url, json={"inputs": texts[k % len(texts)]}, timeout=120)
-                status = str(r.status_code)
-            except requests.RequestException as e:
-                status = type(e).__name__
-            with lock:
-                if status == "200":
-                    latencies.append(time.perf_counter() - start)
-                else:
-                    errors[status] = errors.get(status, 0) + 1
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {"latencies": latencies, "errors": errors, "seconds": time.perf_counter() - start}
-
-
 def start_plain(folder: Path, *, threads: int) -> tuple[subprocess.Popen, int]:
     """``serve_plain.py`` on a free port, once it answers ``/healthz``."""
     import requests
@@ -166,66 +134,6 @@ def start_plain(folder: Path, *, threads: int) -> tuple[subprocess.Popen, int]:
         proc.kill()
         proc.wait(timeout=30)
         raise
-
-
-def server_cpu() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) used so far by each process this benchmark started (every descendant), with
-    its kind: Ray's processes and actors by their ``ray::`` title without the running method (Ray retitles a
-    worker for each call), the plain server as ``plain``. The driver itself, the load generator, is left out."""
-    import psutil
-
-    found: dict[int, tuple[str, float]] = {}
-    for child in psutil.Process().children(recursive=True):
-        try:
-            cmd = child.cmdline()
-            times = child.cpu_times()
-        except psutil.Error:  # exited meanwhile
-            continue
-        if any(part.endswith("serve_plain.py") for part in cmd):
-            kind = "plain"
-        elif cmd and cmd[0].startswith("ray::"):
-            kind = cmd[0].split()[0].split(".")[0]
-        else:
-            kind = Path(cmd[0] if cmd else "?").name
-        found[child.pid] = (kind, times.user + times.system)
-    return found
-
-
-def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds each kind of process used between two :func:`server_cpu` readings (per process, so a process
-    that changed its title is still counted once)."""
-    used: dict[str, float] = {}
-    for pid, (kind, seconds) in after.items():
-        used[kind] = used.get(kind, 0.0) + seconds - before.get(pid, (kind, 0.0))[1]
-    return used
-
-
-def summary(rounds: list[dict], stats: list[tuple[dict, dict]]) -> dict:
-    """Throughput over all rounds of a configuration, latency percentiles, mean requests per batch."""
-    lat = sorted(x for r in rounds for x in r["latencies"])
-    seconds = sum(r["seconds"] for r in rounds)
-    errors: dict[str, int] = {}
-    for r in rounds:
-        for k, v in r["errors"].items():
-            errors[k] = errors.get(k, 0) + v
-
-    def pct(p: float) -> float:
-        return 1000 * lat[min(len(lat) - 1, int(p / 100 * len(lat)))] if lat else float("nan")
-
-    requests = sum(a["requests"] - b["requests"] for b, a in stats)
-    batches = sum(a["batches"] - b["batches"] for b, a in stats)
-    tokens = sum(a["tokens"] - b["tokens"] for b, a in stats)
-    cpu: dict[str, float] = {}
-    for r in rounds:
-        for k, v in r.get("cpu", {}).items():
-            cpu[k] = cpu.get(k, 0.0) + v
-    per_request = {k: round(1000 * v / max(1, len(lat)), 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
-                   if v > 0}
-    return {"cpu_ms_per_request": sum(per_request.values()), "cpu_ms_per_request_by_process": per_request, "ok": len(lat), "errors": errors, "seconds": seconds, "throughput": len(lat) / seconds,
-            "tokens_per_s": tokens / seconds, "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
-            "mean_ms": 1000 * statistics.fmean(lat) if lat else float("nan"),
-            "mean_batch": requests / max(1, batches),
-            "round_throughputs": [len(r["latencies"]) / r["seconds"] for r in rounds]}
 
 
 class Interrupted(Exception):
@@ -426,5 +334,4 @@ def report(args: argparse.Namespace, results: dict, extra: dict, load_before: tu
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere: import serve/ and bigbird/ from the repo
     sys.exit(main())

@@ -152,7 +152,7 @@ def test_serve_benchmark_names_an_application_that_never_starts():
 def test_server_cpu_counts_a_retitled_process_once():
     """Ray retitles a worker for each method call (``ray::X`` then ``ray::X.handle_request``): CPU is taken per
     process, so the time before the call is not counted again under the new title."""
-    from benchmarks.bench_serve import cpu_used
+    from benchmarks.serve_load import cpu_used
 
     before = {10: ("ray::ServeReplica:a:TaskModel", 5.0), 11: ("plain", 2.0)}
     after = {10: ("ray::ServeReplica:a:TaskModel", 7.5), 11: ("plain", 2.25), 12: ("ray::IDLE", 0.5)}
