@@ -109,3 +109,61 @@ def test_flash_shapes_quick_run(tmp_path):
     assert [s["queries"] for s in result["shapes"]] == [32, 224, 16, 16]  # 256 tokens, block 16: 14 middle blocks
     assert all(s["gflops"] > 0 for s in result["shapes"]) and result["ceiling_gflops"] > 0
     assert len(result["grid"]) == 15 and "% of mm" in proc.stdout
+
+
+def test_serve_benchmark_quick_run(tmp_path):
+    """The three configurations (batched, unbatched, plain FastAPI + transformers) each answer every request and
+    report throughput, latency percentiles and mean batch; the served scores equal transformers'. Before the
+    plain baseline was kept out of Serve, this run never finished (a third model replica could not be placed)."""
+    out = tmp_path / "serve.json"
+    requests = 4
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_serve.py"), "--clients", "2",
+                           "--requests", str(requests), "--rounds", "2", "--tokens", "64", "--hidden", "64",
+                           "--layers", "1", "--max-batch-size", "4", "--num-cpus", "2", "--max-seconds", "120",
+                           "--deploy-timeout", "180", "--timeout", "540", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    results = data["results"]
+    assert sorted(results) == ["batched", "plain", "unbatched"]
+    for name, r in results.items():
+        assert r["ok"] == requests and r["errors"] == {}, (name, r)
+        assert r["throughput"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"], (name, r)
+        assert len(r["round_throughputs"]) == 2
+        assert r["cpu_ms_per_request"] > 0, (name, r)  # the server processes' CPU was measured
+    assert "plain" in results["plain"]["cpu_ms_per_request_by_process"]
+    assert any("TaskModel" in k for k in results["batched"]["cpu_ms_per_request_by_process"])
+    assert results["unbatched"]["mean_batch"] == results["plain"]["mean_batch"] == 1.0
+    assert 1.0 <= results["batched"]["mean_batch"] <= 4.0
+    assert data["same_model"] <= 1e-4  # the same weights answer alike in ours and in transformers
+    for name in results:
+        assert f"{name} (max_batch" in proc.stdout
+
+
+def test_serve_benchmark_names_an_application_that_never_starts():
+    """``serve.run_many`` waits forever for a replica the cluster cannot place; the benchmark's wait gives up at
+    its deadline and says what Serve reports of each application."""
+    from types import SimpleNamespace
+
+    from benchmarks.bench_serve import wait_running
+
+    pending = SimpleNamespace(status="DeploymentStatus.UPDATING",
+                              message="1 replicas that have taken more than 30s to be scheduled")
+    apps = {"batched": SimpleNamespace(status="ApplicationStatus.RUNNING", message="", deployments={}),
+            "unbatched": SimpleNamespace(status="ApplicationStatus.DEPLOYING", message="",
+                                         deployments={"TaskModel": pending})}
+    fake = SimpleNamespace(status=lambda: SimpleNamespace(applications=apps))
+    with pytest.raises(RuntimeError, match="unbatched: ApplicationStatus.DEPLOYING.*TaskModel.*30s to be sched"):
+        wait_running(fake, ["batched", "unbatched"], 0.5)
+    apps["unbatched"] = apps["batched"]
+    wait_running(fake, ["batched", "unbatched"], 0.5)  # all running: returns
+
+
+def test_server_cpu_counts_a_retitled_process_once():
+    """Ray retitles a worker for each method call (``ray::X`` then ``ray::X.handle_request``): CPU is taken per
+    process, so the time before the call is not counted again under the new title."""
+    from benchmarks.serve_load import cpu_used
+
+    before = {10: ("ray::ServeReplica:a:TaskModel", 5.0), 11: ("plain", 2.0)}
+    after = {10: ("ray::ServeReplica:a:TaskModel", 7.5), 11: ("plain", 2.25), 12: ("ray::IDLE", 0.5)}
+    assert cpu_used(before, after) == {"ray::ServeReplica:a:TaskModel": 2.5, "plain": 0.25, "ray::IDLE": 0.5}
