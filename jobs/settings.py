@@ -28,6 +28,7 @@ from bigbird import settings_io
 from bigbird.hub import is_local
 from bigbird.paths import is_uri
 from bigbird.tasks import SPECS
+from bigbird.tokenization.kmer import MAX_K
 
 # Training task names (``masked-lm`` for fill-mask), their aliases and inference pipeline (bigbird.tasks) names:
 # all from the task registry.
@@ -37,8 +38,9 @@ PIPELINE_TASK = {spec.train_name: spec.name for spec in SPECS.values()}
 # Default model-selection metric and its direction, per task.
 DEFAULT_METRIC = {"question-answering": ("eval_f1", "max"), "text-classification": ("eval_accuracy", "max"),
                   "token-classification": ("eval_f1", "max"), "masked-lm": ("eval_loss", "min")}
+# model.tokenizer: dna-k3 -> KmerDNATokenizer(k=3), for the k the tokenizer supports.
+KMER_TOKENIZER = re.compile(rf"dna-k([2-{MAX_K}])")
 # BigBirdConfig fields the job fills in itself (from the tokenizer and the training labels).
-KMER_TOKENIZER = re.compile(r"dna-k([2-6])")  # model.tokenizer: dna-k3 -> KmerDNATokenizer(k=3)
 DERIVED_CONFIG_FIELDS = ("vocab_size", "pad_token_id", "sep_token_id", "id2label", "label2id", "num_labels")
 # Columns each task reads (by their role; data.columns maps roles to parquet column names).
 REQUIRED_COLUMNS = {"question-answering": ("id", "text", "question", "answers"),
