@@ -100,7 +100,8 @@ def summary(rounds: list[dict], stats: list[tuple[dict, dict]]) -> dict:
             cpu[k] = cpu.get(k, 0.0) + v
     per_request = {k: round(1000 * v / max(1, len(lat)), 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])
                    if v > 0}
-    return {"cpu_ms_per_request": sum(per_request.values()), "cpu_ms_per_request_by_process": per_request, "ok": len(lat), "errors": errors, "seconds": seconds, "throughput": len(lat) / seconds,
+    return {"cpu_ms_per_request": sum(per_request.values()), "cpu_ms_per_request_by_process": per_request,
+            "ok": len(lat), "errors": errors, "seconds": seconds, "throughput": len(lat) / seconds,
             "tokens_per_s": tokens / seconds, "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
             "mean_ms": 1000 * statistics.fmean(lat) if lat else float("nan"),
             "mean_batch": requests / max(1, batches),

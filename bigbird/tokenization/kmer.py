@@ -21,7 +21,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from bigbird.tokenization.dna import DNA_ALPHABET, DNATokenizer, build_dna_backend
-from bigbird.tokenization.specials import TokenArg
+from bigbird.tokenization.specials import OWN_SPECIAL_TOKENS, TokenArg
 
 MAX_K = 6  # 5**6 = 15,625 k-mers: a 2 M-parameter embedding at hidden size 128
 
@@ -104,10 +104,10 @@ class KmerDNATokenizer(DNATokenizer):
 
     @staticmethod
     def _k_of(backend: Tokenizer) -> int:
-        base = build_dna_backend().get_vocab_size(with_added_tokens=True)
+        base = len(OWN_SPECIAL_TOKENS) + len(DNA_ALPHABET)  # the DNA backend's vocabulary
         extra = backend.get_vocab_size(with_added_tokens=True) - base
         for k in range(2, MAX_K + 1):
-            if extra == 5 ** k and backend.token_to_id(kmer_strings(k)[0]) == base:
+            if extra == 5 ** k and backend.token_to_id(DNA_ALPHABET[0] * k) == base:
                 return k
         raise ValueError(f"not a k-mer DNA vocabulary: {extra} tokens after the {base} DNA ones, not 5**k "
                          f"(k <= {MAX_K}) k-mers from id {base}")
