@@ -22,6 +22,8 @@ def _cpu_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, layout: Spa
                key_mask: torch.Tensor | None) -> torch.Tensor:
     from bigbird.kernels.cpu_flash import block_sparse_cpu  # registers the custom ops on first use
 
+    # Contiguous here, in the autograd graph, so that the op's saved inputs need no second copy in backward.
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     return block_sparse_cpu(q, k, v, layout.blocks, layout.slot_valid, key_mask)[0]
 
 

@@ -23,6 +23,11 @@ exact share of the gradients) and adds the key/value gradients back: shifted add
 ``index_add_`` per tile for the random blocks. Only ``q, k, v``, the output and the log-sum-exp are kept for
 it: memory linear in ``L``.
 
+Beside busy processes what costs is the number of parallel regions, not their size (each waits for its
+slowest thread; see :mod:`bigbird.kernels.threads`): everything but the fused flash calls (gathers, merges,
+gradient sums) runs on the calling thread alone, the flash calls with the caller's whole thread team. A
+``key_mask`` without padding is dropped (the same result: its bias is zero), which removes the bias passes.
+
 Both passes are ``torch.library`` custom ops, so ``torch.compile`` sees one opaque call per layer (no graph
 breaks, no recompiles as the tiling changes). Registering them is this module's only effect.
 
@@ -44,6 +49,7 @@ from bigbird.kernels.common import (
     global_rows,
     middle_bias,
 )
+from bigbird.kernels.threads import team
 from bigbird.layout import NUM_FIXED_SLOTS
 
 # Bytes of gathered random keys (or values, or the window's key gradients) per tile: large tiles (few ops,
@@ -54,8 +60,25 @@ SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 WINDOW = slice(1, 4)  # the window's slots in a layout row
 RANDOM = slice(NUM_FIXED_SLOTS, None)
 
-_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-_flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+_FLASH = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_FLASH_BACKWARD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+def _flash(threads: int, *args, **kwargs) -> tuple[torch.Tensor, ...]:
+    """The fused flash forward with ``threads`` threads (the glue around it runs on one)."""
+    with team(threads):
+        return _FLASH(*args, **kwargs)
+
+
+def _flash_backward(threads: int, *args, **kwargs) -> tuple[torch.Tensor, ...]:
+    with team(threads):
+        return _FLASH_BACKWARD(*args, **kwargs)
+
+
+def _padding(key_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``key_mask`` if it masks any key, else None (a mask of ones adds a zero bias: same result, less
+    work)."""
+    return None if key_mask is None or bool(key_mask.all()) else key_mask
 
 
 def _tiles(groups: int, rows: int, row_bytes: int) -> Iterator[tuple[slice, slice]]:
@@ -153,6 +176,13 @@ def block_sparse_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: 
                      slot_valid: torch.Tensor, key_mask: torch.Tensor | None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward: ``(B, H, L, D)`` context (padded query rows zeroed) and ``(B, H, L)`` float32 log-sum-exp."""
+    threads = torch.get_num_threads()
+    with team(1):
+        return _forward(threads, q, k, v, blocks, slot_valid, _padding(key_mask))
+
+
+def _forward(threads: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: torch.Tensor,
+             slot_valid: torch.Tensor, key_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     B, H, L, D = q.shape
     bs = L // (blocks.shape[1] + 2)
     scale = D**-0.5
@@ -162,7 +192,8 @@ def block_sparse_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: 
 
     # Query blocks 0 and n-1 see every key.
     mask = global_bias(key_mask, torch.float32)
-    out_glob, lse_glob = _flash(global_rows(q, bs), k, v, attn_mask=mask, scale=scale)  # (B, H, 2bs, D)
+    out_glob, lse_glob = _flash(threads, global_rows(q, bs), k, v, attn_mask=mask,
+                                scale=scale)  # (B, H, 2bs, D)
     out[:, :, :bs], out[:, :, -bs:] = out_glob[:, :, :bs], out_glob[:, :, bs:]
     lse[:, :, :bs], lse[:, :, -bs:] = lse_glob[:, :, :bs], lse_glob[:, :, bs:]
 
@@ -171,14 +202,15 @@ def block_sparse_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: 
         G, M = mid.G, mid.M
         q_blk = mid.blocks_of(q)  # (B*H, M, bs, D)
         # Every part as (B, H, M, bs, D) and (B, H, M, bs): the flash outputs' memory layouts differ.
-        o_g, l_g = _flash(q[:, :, bs:-bs], mid.k_glob, mid.v_glob, attn_mask=mid.bias_glob, scale=scale)
-        o_w, l_w = _flash(q_blk, mid.k_win, mid.v_win, attn_mask=mid.bias_win, scale=scale)
+        o_g, l_g = _flash(threads, q[:, :, bs:-bs], mid.k_glob, mid.v_glob, attn_mask=mid.bias_glob,
+                          scale=scale)
+        o_w, l_w = _flash(threads, q_blk, mid.k_win, mid.v_win, attn_mask=mid.bias_win, scale=scale)
         parts = [(o_g.unflatten(2, (M, bs)), l_g.unflatten(2, (M, bs))),
                  (o_w.unflatten(0, (B, H)), l_w.unflatten(0, (B, H)))]
         if mid.random:
             o_r, l_r = q.new_empty(G, M, bs, D), lse.new_empty(G, M, bs)
             for g, r, k_t, v_t, bias in mid.random_tiles(q.element_size()):
-                o_r[g, r], l_r[g, r] = _flash(q_blk[g, r], k_t, v_t, attn_mask=bias, scale=scale)
+                o_r[g, r], l_r[g, r] = _flash(threads, q_blk[g, r], k_t, v_t, attn_mask=bias, scale=scale)
             parts.append((o_r.unflatten(0, (B, H)), l_r.unflatten(0, (B, H))))
         _merge(parts, out[:, :, bs:-bs].unflatten(2, (M, bs)), lse[:, :, bs:-bs].unflatten(2, (M, bs)))
 
@@ -202,6 +234,14 @@ def block_sparse_cpu_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
     The flash backward needs each row's output and log-sum-exp; ``out`` has its padded rows zeroed, which is
     harmless because their incoming gradient is zeroed too.
     """
+    threads = torch.get_num_threads()
+    with team(1):
+        return _backward_glue(threads, grad_out, q, k, v, out, lse, blocks, slot_valid, _padding(key_mask))
+
+
+def _backward_glue(threads: int, grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   out: torch.Tensor, lse: torch.Tensor, blocks: torch.Tensor, slot_valid: torch.Tensor,
+                   key_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     B, H, L, D = q.shape
     bs = L // (blocks.shape[1] + 2)
     scale = D**-0.5
@@ -211,8 +251,9 @@ def block_sparse_cpu_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
 
     # Global query blocks: every key, so their key/value gradients initialise dk and dv.
     mask = global_bias(key_mask, torch.float32)
-    dq_glob, dk, dv = _flash_backward(global_rows(grad_out, bs), global_rows(q, bs), k, v, global_rows(out, bs),
-                                      global_rows(lse, bs), 0.0, False, attn_mask=mask, scale=scale)
+    dq_glob, dk, dv = _flash_backward(threads, global_rows(grad_out, bs), global_rows(q, bs), k, v,
+                                      global_rows(out, bs), global_rows(lse, bs), 0.0, False, attn_mask=mask,
+                                      scale=scale)
     dq = torch.empty_like(q)
     dq[:, :, :bs], dq[:, :, -bs:] = dq_glob[:, :, :bs], dq_glob[:, :, bs:]
     dk, dv = dk.contiguous(), dv.contiguous()
@@ -224,8 +265,8 @@ def block_sparse_cpu_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
     rows = (slice(None), slice(None), slice(bs, -bs))
 
     # Global keys: one dense call; its dq initialises the middle rows of dq.
-    dq_g, dk_g, dv_g = _flash_backward(grad_out[rows], q[rows], mid.k_glob, mid.v_glob, out[rows], lse[rows],
-                                       0.0, False, attn_mask=mid.bias_glob, scale=scale)
+    dq_g, dk_g, dv_g = _flash_backward(threads, grad_out[rows], q[rows], mid.k_glob, mid.v_glob, out[rows],
+                                       lse[rows], 0.0, False, attn_mask=mid.bias_glob, scale=scale)
     dq[rows] = dq_g
     for d, d_g in ((dk, dk_g), (dv, dv_g)):
         d[:, :, :bs] += d_g[:, :, :bs]
@@ -235,8 +276,9 @@ def block_sparse_cpu_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
     # Window: query block i = m + 1 saw key blocks m, m + 1, m + 2. Tiled by heads: the flash backward
     # returns fresh (g, M, 3bs, D) key/value gradients, which must stay small enough to come from the heap.
     for g, _ in _tiles(G, 1, M * 3 * bs * D * q.element_size()):  # whole heads (a head is one "row" here)
-        dq_w, dk_w, dv_w = _flash_backward(go_blk[g], q_blk[g], mid.k_win[g], mid.v_win[g], out_blk[g],
-                                           lse_blk[g], 0.0, False, attn_mask=mid.bias_win[g], scale=scale)
+        dq_w, dk_w, dv_w = _flash_backward(threads, go_blk[g], q_blk[g], mid.k_win[g], mid.v_win[g],
+                                           out_blk[g], lse_blk[g], 0.0, False, attn_mask=mid.bias_win[g],
+                                           scale=scale)
         dq_blk[g] += dq_w
         for d, d_w in ((dk, dk_w), (dv, dv_w)):
             d_blocks, d_w = d.view(G, n, bs, D)[g], d_w.unflatten(2, (3, bs))  # (g, n, bs, D), (g, M, 3, bs, D)
@@ -246,10 +288,11 @@ def block_sparse_cpu_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
     if mid.random:
         dk_rows, dv_rows = dk.view(G * n, bs * D), dv.view(G * n, bs * D)
         for g, r, k_t, v_t, bias in mid.random_tiles(q.element_size()):
-            dq_r, dk_r, dv_r = _flash_backward(go_blk[g, r], q_blk[g, r], k_t, v_t, out_blk[g, r], lse_blk[g, r],
-                                               0.0, False, attn_mask=bias, scale=scale)
+            dq_r, dk_r, dv_r = _flash_backward(threads, go_blk[g, r], q_blk[g, r], k_t, v_t, out_blk[g, r],
+                                               lse_blk[g, r], 0.0, False, attn_mask=bias, scale=scale)
             dq_blk[g, r] += dq_r
-            # One index_add_ per tile: repeated blocks add up; it parallelises over the bs * D columns.
+            # One index_add_ per tile: repeated blocks add up (on one thread: PyTorch's parallel version
+            # sorts the index with a barrier per pass, up to 80 ms a call beside busy processes).
             idx = mid.index[g, r].reshape(-1)
             dk_rows.index_add_(0, idx, dk_r.reshape(-1, bs * D))
             dv_rows.index_add_(0, idx, dv_r.reshape(-1, bs * D))
