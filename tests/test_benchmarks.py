@@ -111,6 +111,24 @@ def test_flash_shapes_quick_run(tmp_path):
     assert len(result["grid"]) == 15 and "% of mm" in proc.stdout
 
 
+def test_kernels_benchmark_compares_the_glue_settings_beside_a_busy_process(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_kernels.py"), "--length", "512",
+                           "--repeat", "1", "--glue-pairs", "2", "--contention", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = (tmp_path / "kernels_busy1.md").read_text()
+    assert "load: 1 busy processes" in report
+    tables = [[c.strip() for c in line.strip().strip("|").split("|")] for line in report.splitlines()
+              if line.startswith("|") and not line.startswith("|-")]
+    kernels = {cells[0]: cells for cells in tables[1:] if cells[0] != "kernel"}
+    assert {"cpu_flash", "sdpa_gather", "explicit"} <= set(kernels)
+    assert all(float(cells[6]) < 1e-4 for name, cells in kernels.items() if len(cells) == 8)  # max |diff|
+    glue = {name: cells for name, cells in kernels.items() if len(cells) == 5}  # best, median, mean, calls
+    assert set(glue) == {"cpu_flash, glue on the calling thread (default)",
+                         "cpu_flash, glue on every thread (before)"}
+    assert all(cells[4] == "2" and float(cells[1]) > 0 for cells in glue.values())
+
+
 def test_serve_benchmark_quick_run(tmp_path):
     """The three configurations (batched, unbatched, plain FastAPI + transformers) each answer every request and
     report throughput, latency percentiles and mean batch; the served scores equal transformers'. Before the
