@@ -71,6 +71,7 @@ def _flash(threads: int, *args, **kwargs) -> tuple[torch.Tensor, ...]:
 
 
 def _flash_backward(threads: int, *args, **kwargs) -> tuple[torch.Tensor, ...]:
+    """The fused flash backward with ``threads`` threads."""
     with team(threads):
         return _FLASH_BACKWARD(*args, **kwargs)
 
@@ -178,11 +179,12 @@ def block_sparse_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: 
     """Forward: ``(B, H, L, D)`` context (padded query rows zeroed) and ``(B, H, L)`` float32 log-sum-exp."""
     threads = torch.get_num_threads()
     with team(1):
-        return _forward(threads, q, k, v, blocks, slot_valid, _padding(key_mask))
+        return _forward_pass(threads, q, k, v, blocks, slot_valid, _padding(key_mask))
 
 
-def _forward(threads: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: torch.Tensor,
-             slot_valid: torch.Tensor, key_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward_pass(threads: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, blocks: torch.Tensor,
+                  slot_valid: torch.Tensor, key_mask: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     B, H, L, D = q.shape
     bs = L // (blocks.shape[1] + 2)
     scale = D**-0.5
@@ -236,10 +238,10 @@ def block_sparse_cpu_backward(grad_out: torch.Tensor, q: torch.Tensor, k: torch.
     """
     threads = torch.get_num_threads()
     with team(1):
-        return _backward_glue(threads, grad_out, q, k, v, out, lse, blocks, slot_valid, _padding(key_mask))
+        return _backward_pass(threads, grad_out, q, k, v, out, lse, blocks, slot_valid, _padding(key_mask))
 
 
-def _backward_glue(threads: int, grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+def _backward_pass(threads: int, grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                    out: torch.Tensor, lse: torch.Tensor, blocks: torch.Tensor, slot_valid: torch.Tensor,
                    key_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     B, H, L, D = q.shape
