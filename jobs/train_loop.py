@@ -39,6 +39,9 @@ MODEL_CLASSES = {spec.train_name: spec.model_class for spec in SPECS.values()}  
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 FAIL_MARKER = ".fail_injected"
+# Ray Train rewrites this file in the run folder each time its controller registers a checkpoint; its
+# "latest_checkpoint_result" holds that checkpoint's reported metrics.
+RAY_CHECKPOINT_SNAPSHOT = "checkpoint_manager_snapshot.json"
 SCORE = "checkpoint_score"  # what Ray ranks checkpoints by (higher is better)
 UNSCORED = -1e30  # checkpoints taken without evaluation (finite: Ray's run snapshot is JSON)
 
@@ -199,7 +202,10 @@ def train_loop(config: dict[str, Any]) -> None:
               f"steps; global batch {global_batch} ({world} workers x {per_worker} x {accum} accumulation); "
             f"starting at step {step}; bf16={autocast}")
 
+    reported = [0]  # the step of this attempt's last report
+
     def report(eval_metrics: dict[str, float] | None, epoch: int) -> None:
+        reported[0] = step
         values = {"step": step, "epoch": epoch, "first_step": state["history"][-1][0],
                   SCORE: selection_score(settings, eval_metrics), **(eval_metrics or {})}
         if state["log_history"]:
@@ -218,7 +224,7 @@ def train_loop(config: dict[str, Any]) -> None:
         start = step - epoch * per_epoch
         clock = time.perf_counter()
         for s, micro_batches in enumerate(train.epoch(epoch, start), start=start):
-            _maybe_fail(t, step + 1, rank, config.get("fail_marker"))
+            _maybe_fail(t, step + 1, rank, config.get("fail_marker"), reported[0])
             torch.manual_seed(t.seed * 1_000_003 + step * 101 + rank)  # dropout: a function of the step
             for m, batch in enumerate(micro_batches):
                 uids, lengths = batch.pop("uid"), batch.pop("length")
@@ -272,16 +278,38 @@ def train_loop(config: dict[str, Any]) -> None:
         report(eval_metrics, epoch)
 
 
-def _maybe_fail(t: Any, next_step: int, rank: int, marker: str | None) -> None:
+def _maybe_fail(t: Any, next_step: int, rank: int, marker: str | None, reported: int) -> None:
     """Test hook: fail once (recorded in ``marker``) on ``fail_rank`` just before ``fail_at_step``: raise, or
-    (``fail_mode: kill``) SIGKILL this worker process, as a crashed or preempted machine would."""
+    (``fail_mode: kill``) SIGKILL this worker process, as a crashed or preempted machine would.
+
+    It first waits (up to 60 s) until Ray Train has registered the checkpoint of the last report (step
+    ``reported``): the controller collects one report per worker each time it polls them (every 2 s), and a
+    report not yet collected dies with its worker, so without the wait a failure soon after a checkpoint restarts
+    from an older one, or from scratch (seen once in CI: steps 1-5 took less than one poll)."""
     if t.fail_at_step is None or next_step != t.fail_at_step or rank != t.fail_rank or marker is None:
         return
     path = Path(marker)
     if path.exists():
         return
+    deadline = time.monotonic() + 60
+    while reported and _registered_step(path.parent / RAY_CHECKPOINT_SNAPSHOT) < reported:
+        if time.monotonic() > deadline:
+            print(f"[train] rank {rank}: the step-{reported} checkpoint is not registered after 60 s; failing "
+                  "anyway", flush=True)
+            break
+        time.sleep(0.2)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"failed ({t.fail_mode}) before step {next_step} on rank {rank}\n")
     if t.fail_mode == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     raise RuntimeError(f"injected failure before step {next_step} on rank {rank} (train.fail_at_step)")
+
+
+def _registered_step(snapshot: Path) -> int:
+    """The step of the latest checkpoint Ray Train registered for the run (its snapshot file); 0 if none yet or
+    the file is being rewritten."""
+    try:
+        latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result") or {}
+        return int(latest.get("metrics", {}).get("step", 0))
+    except (OSError, ValueError):
+        return 0
