@@ -20,6 +20,7 @@ import pytest
 
 from jobs.finetune import run
 from jobs.settings import load_settings
+from jobs.train_loop import RAY_CHECKPOINT_SNAPSHOT
 from tests.cluster import hosts as cluster_hosts
 from tests.cluster import remove_node, simulated_cluster
 from tests.jobs.conftest import TINY_SCRATCH, job, trainer_state
@@ -32,7 +33,7 @@ EVERY, LAST = 4, 24
 def _checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoints Ray Train has registered (named in its snapshot), not merely uploaded: a restart resumes
     only from those (its controller polls the workers every 2 s)."""
-    snapshot = run_dir / "checkpoint_manager_snapshot.json"
+    snapshot = run_dir / RAY_CHECKPOINT_SNAPSHOT
     try:
         text = snapshot.read_text()
     except OSError:
