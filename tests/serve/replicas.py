@@ -5,15 +5,23 @@ closed-loop load of HTTP clients that logs every answer.
 (a named actor made by the test) its id, process id and node when it starts, and every request it takes and
 answers. The test then knows which process to kill, which requests the killed replica held when it died (taken,
 never answered: those the ingress had to retry) and when a new replica answered its first request.
+
+A replica can also be told to die (:func:`arm_kill`): it SIGKILLs itself on the first request that finds it
+holding ``at_least`` requests, after telling the recorder how many it held. Killing it from outside at a moment
+the recorder showed it holding requests is a race (the recorder hears of answers a little late, so the replica
+may have answered them all already: one CI run killed an idle replica that way).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import tempfile
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -22,6 +30,7 @@ import requests
 from serve.model import Outcome, TaskModel
 
 RECORDER, NAMESPACE = "bigbird-replica-recorder", "bigbird-tests"
+KILL_DIR = Path(tempfile.gettempdir()) / "bigbird-test-replica-kills"  # one file per replica told to die
 
 
 @ray.remote(num_cpus=0)
@@ -33,6 +42,7 @@ class Recorder:
         self.taken: Counter = Counter()
         self.answered: Counter = Counter()
         self.first_answer: dict[str, float] = {}
+        self.killed: dict[str, dict[str, Any]] = {}
 
     def start(self, replica: str, pid: int, node: str, at: float) -> None:
         self.started[replica] = {"pid": pid, "node": node, "at": at}
@@ -44,9 +54,12 @@ class Recorder:
         self.answered[replica] += 1
         self.first_answer.setdefault(replica, at)
 
+    def kill(self, replica: str, holding: int, at: float) -> None:
+        self.killed[replica] = {"holding": holding, "at": at}
+
     def state(self) -> dict[str, Any]:
         return {"started": dict(self.started), "taken": dict(self.taken), "answered": dict(self.answered),
-                "first_answer": dict(self.first_answer)}
+                "first_answer": dict(self.first_answer), "killed": dict(self.killed)}
 
 
 class RecordedModel(TaskModel):
@@ -60,12 +73,37 @@ class RecordedModel(TaskModel):
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.recorder = ray.get_actor(RECORDER, namespace=NAMESPACE)
         self.recorder.start.remote(self.replica, os.getpid(), ray.get_runtime_context().get_node_id(), time.time())
+        self.holding = 0  # requests taken, not yet answered
 
     async def predict(self, request: dict[str, Any]) -> Outcome:
         self.recorder.take.remote(self.replica)
-        outcome = await super().predict(request)
+        self.holding += 1
+        try:
+            self._maybe_die()
+            outcome = await super().predict(request)
+        finally:
+            self.holding -= 1
         self.recorder.answer.remote(self.replica, time.time())
         return outcome
+
+    def _maybe_die(self) -> None:
+        """SIGKILL this process if :func:`arm_kill` armed this replica and it holds enough requests. The recorder
+        hears first (a blocking call: it has then processed every earlier ``take``/``answer`` of this replica)."""
+        order = KILL_DIR / self.replica
+        if not order.exists() or self.holding < int(order.read_text()):
+            return
+        ray.get(self.recorder.kill.remote(self.replica, self.holding, time.time()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm_kill(replica: str, at_least: int) -> Path:
+    """Tell ``replica`` (a :class:`RecordedModel` replica id) to SIGKILL itself on the first request that finds
+    it holding ``at_least`` requests (that one included). Returns the order file; delete it when done."""
+    KILL_DIR.mkdir(exist_ok=True)
+    order, part = KILL_DIR / replica, KILL_DIR / f".{replica}.part"
+    part.write_text(str(at_least))
+    part.replace(order)  # whole, or not there: a replica never reads half of it
+    return order
 
 
 def make_recorder(on_node: str | None = None) -> Any:
@@ -105,7 +143,8 @@ def running_replicas(app: str) -> int:
 @dataclass
 class Load:
     """``clients`` threads posting ``bodies`` in turn to ``url`` until :meth:`stop`; every answer is logged as
-    ``(sent, answered, status, body)`` in wall-clock seconds (status -1: no HTTP answer)."""
+    ``(sent, answered, status, body, which)`` in wall-clock seconds (status -1: no HTTP answer; a body that is
+not JSON is kept as text)."""
 
     url: str
     bodies: list[dict[str, Any]]
@@ -125,9 +164,13 @@ class Load:
             sent = time.time()
             try:
                 r = requests.post(self.url, json=self.bodies[which], timeout=self.timeout_s)
-                status, body = r.status_code, r.json()
-            except (requests.RequestException, ValueError) as e:
+            except requests.RequestException as e:
                 status, body = -1, repr(e)
+            else:
+                try:
+                    status, body = r.status_code, r.json()
+                except ValueError:  # not JSON (e.g. the Serve proxy's own plain-text errors): keep the text
+                    status, body = r.status_code, r.text
             with self.lock:
                 self.log.append((sent, time.time(), status, body, which))
             n += 1

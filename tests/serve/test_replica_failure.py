@@ -1,5 +1,6 @@
 """A model replica killed under load loses no request: two replicas, 16 closed-loop clients, one replica's process
-SIGKILLed while it holds requests (the one holding the most, as its recorder saw it). The ingress retries each
+SIGKILLed while it holds at least 2 requests (it kills itself when told to, :func:`tests.serve.replicas.arm_kill`,
+so that the requests it held are known exactly). The ingress retries each
 request whose replica died once on the live replica (serve/app.py), so every request is answered 200, with the
 answer the in-process pipeline gives.
 
@@ -10,12 +11,12 @@ session's applications on the same Serve. The recovery times (kill -> a new repl
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
+import psutil
+
 from tests.serve.common import LONG, assert_close, expected
-from tests.serve.replicas import Load, RecordedModel, make_recorder, running_replicas, wait_for
+from tests.serve.replicas import Load, RecordedModel, arm_kill, make_recorder, running_replicas, wait_for
 
 APP, PREFIX = "failover", "/failover"
 FAILOVER = dict(replicas=2, num_cpus=0.25, max_batch_size=8, max_ongoing_requests=16, max_queued_requests=64,
@@ -42,20 +43,14 @@ def test_replica_killed_under_load_loses_no_request(urls, references, task_model
         assert len(before["started"]) == 2, before
         wait_for(lambda: min(state()["answered"].get(r, 0) for r in before["started"]) >= 5, 120,
                  "both replicas answering")
-        # The victim is a replica holding requests at the kill: the router may leave one replica idle for a
-        # while (one run sent 1,106 of 1,195 requests to one replica), and an idle victim retries nothing.
-        victims: list[str] = []
-
-        def holding() -> bool:
-            now = state()
-            held = {r: now["taken"].get(r, 0) - now["answered"].get(r, 0) for r in before["started"]}
-            victims[:] = [r for r in sorted(held, key=held.get, reverse=True) if held[r] >= 1][:1]
-            return bool(victims)
-
-        wait_for(holding, 120, "a replica holding requests", every_s=0.05)
-        (victim,) = victims
-        killed = time.time()
-        os.kill(before["started"][victim]["pid"], signal.SIGKILL)
+        victim = min(before["started"])
+        order = arm_kill(victim, at_least=2)  # it dies on a request that finds it holding another one
+        try:
+            wait_for(lambda: victim in state()["killed"], 120, "the victim killed while holding 2 requests")
+        finally:
+            order.unlink()
+        killed = state()["killed"][victim]["at"]
+        wait_for(lambda: not psutil.pid_exists(before["started"][victim]["pid"]), 30, "the victim's process gone")
 
         def new_replicas() -> list[str]:
             return [r for r in state()["started"] if r not in before["started"]]
@@ -70,6 +65,7 @@ def test_replica_killed_under_load_loses_no_request(urls, references, task_model
     final = state()
     (new,) = new_replicas()
     held = final["taken"].get(victim, 0) - final["answered"].get(victim, 0)
+    assert held == final["killed"][victim]["holding"] >= 2, final  # the recorder heard everything before the kill
     statuses = load.statuses()
     failed = statuses.total() - statuses[200]
     after_kill = sum(1 for sent, _, _, _, _ in load.log if sent >= killed)
@@ -77,7 +73,6 @@ def test_replica_killed_under_load_loses_no_request(urls, references, task_model
           f"kill), {failed} failed {dict(statuses)}; the killed replica held {held} requests (retried); "
           f"replicas back at 2 RUNNING {back - killed:.1f} s after the kill, new replica's first answer "
           f"{final['first_answer'][new] - killed:.1f} s after the kill")
-    assert held >= 1, f"the killed replica held no request, so nothing was retried: {final}"
     assert failed == 0, [entry for entry in load.log if entry[2] != 200][:5]
     for _, _, _, body, which in load.log:
         assert_close(body, want[which])
