@@ -9,6 +9,11 @@ printed (``-s``), not asserted: with one replica the service is down until the r
 requests the lost replica held are retried once by the ingress and wait for the new replica within the request
 timeout (60 s here).
 
+The ingress (0 CPUs) may run on either node. When it ran on the removed node, the requests it held die with it
+and the Serve proxy answers them itself, a plain-text 500 (one CI run saw 4 such answers right at the removal):
+no retry layer is left between the proxy and the client there. The test allows those answers only then, and
+only for requests sent before the removal was over (in flight when the node died).
+
 This test makes its own cluster, so it ends the session's local Ray first (and brings it back afterwards).
 """
 
@@ -18,7 +23,7 @@ import time
 
 import pytest
 
-from tests.cluster import remove_node, simulated_cluster
+from tests.cluster import hosts, remove_node, simulated_cluster
 from tests.serve.common import free_port
 from tests.serve.replicas import Load, RecordedModel, make_recorder, wait_for
 
@@ -72,12 +77,14 @@ def test_replica_node_removed_service_answers_again(cluster, task_models):
     ((first, started),) = state()["started"].items()
     where = started["node"]
     (node,) = [w for w in workers if w.node_id == where]  # a worker node: the head has no CPU for it
+    ingress_on = hosts(workers, f"ServeReplica:{APP}:Ingress")  # worker node -> its ingress processes
     load = Load(f"http://127.0.0.1:{port}/v1/text-classification", [{"inputs": "A short review."}], clients=4)
     try:
         load.start()
         wait_for(lambda: state()["answered"].get(first, 0) >= 5, 120, "the replica answering")
         removed = time.time()
         remove_node(c, node)
+        gone = time.time()  # the node's processes are dead
         wait_for(lambda: any(r != first for r in state()["first_answer"]), 240, "a new replica answering",
                  every_s=0.5)
         time.sleep(2)
@@ -88,12 +95,20 @@ def test_replica_node_removed_service_answers_again(cluster, task_models):
     assert final["started"][new]["node"] != where
     statuses = load.statuses()
     after = [entry for entry in load.log if entry[0] >= removed]
+    lost_ingress = node in ingress_on
     print(f"\n[node removed] {statuses.total()} requests from 4 clients ({len(after)} sent after the removal), "
           f"{dict(statuses)}; the lost replica held {final['taken'].get(first, 0) - final['answered'].get(first, 0)}"
-          f" requests; new replica started {final['started'][new]['at'] - removed:.1f} s and answered "
-          f"{final['first_answer'][new] - removed:.1f} s after the removal")
-    # no 500s, no hangs: a lost request is retried or a 503 (the message names what the others got)
-    assert set(statuses) <= {200, 503}, (statuses, [(round(sent - removed, 1), round(answered - removed, 1), body)
-                                                    for sent, answered, status, body, _ in load.log
-                                                    if status not in (200, 503)][:5])
+          f" requests; the ingress {'was' if lost_ingress else 'was not'} on the removed node "
+          f"({sum(1 for _, _, status, _, _ in load.log if status == 500)} answers 500); new replica started "
+          f"{final['started'][new]['at'] - removed:.1f} s and answered {final['first_answer'][new] - removed:.1f} s "
+          f"after the removal")
+
+    def lost_with_the_ingress(sent: float, status: int, body: object) -> bool:
+        return lost_ingress and status == 500 and sent < gone and not isinstance(body, dict)
+
+    # no hangs, no 500 of ours: a lost request is retried or a 503 (the message names what the others got)
+    odd = [(round(sent - removed, 1), round(answered - removed, 1), status, body)
+           for sent, answered, status, body, _ in load.log
+           if status not in (200, 503) and not lost_with_the_ingress(sent, status, body)]
+    assert not odd, (statuses, f"ingress on the removed node: {lost_ingress}", odd[:5])
     assert statuses[200] > 0 and any(status == 200 for _, _, status, _, _ in after)
