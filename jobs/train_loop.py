@@ -202,10 +202,11 @@ def train_loop(config: dict[str, Any]) -> None:
               f"steps; global batch {global_batch} ({world} workers x {per_worker} x {accum} accumulation); "
             f"starting at step {step}; bf16={autocast}")
 
-    reported = [0]  # the step of this attempt's last report
+    reported = 0  # the step of this attempt's last report
 
     def report(eval_metrics: dict[str, float] | None, epoch: int) -> None:
-        reported[0] = step
+        nonlocal reported
+        reported = step
         values = {"step": step, "epoch": epoch, "first_step": state["history"][-1][0],
                   SCORE: selection_score(settings, eval_metrics), **(eval_metrics or {})}
         if state["log_history"]:
@@ -224,7 +225,7 @@ def train_loop(config: dict[str, Any]) -> None:
         start = step - epoch * per_epoch
         clock = time.perf_counter()
         for s, micro_batches in enumerate(train.epoch(epoch, start), start=start):
-            _maybe_fail(t, step + 1, rank, config.get("fail_marker"), reported[0])
+            _maybe_fail(t, step + 1, rank, config.get("fail_marker"), reported)
             torch.manual_seed(t.seed * 1_000_003 + step * 101 + rank)  # dropout: a function of the step
             for m, batch in enumerate(micro_batches):
                 uids, lengths = batch.pop("uid"), batch.pop("length")

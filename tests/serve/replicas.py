@@ -144,7 +144,7 @@ def running_replicas(app: str) -> int:
 class Load:
     """``clients`` threads posting ``bodies`` in turn to ``url`` until :meth:`stop`; every answer is logged as
     ``(sent, answered, status, body, which)`` in wall-clock seconds (status -1: no HTTP answer; a body that is
-not JSON is kept as text)."""
+    not JSON is kept as text)."""
 
     url: str
     bodies: list[dict[str, Any]]
