@@ -102,7 +102,6 @@ def _glue_pairs(step: Callable[[], object], pairs: int) -> list[dict]:
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
-
     import bigbird.kernels.cpu_flash as cpu_flash
     from bigbird.attention import KERNELS
     from bigbird.kernels.gather import explicit

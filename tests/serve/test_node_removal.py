@@ -99,7 +99,7 @@ def test_replica_node_removed_service_answers_again(cluster, task_models):
     print(f"\n[node removed] {statuses.total()} requests from 4 clients ({len(after)} sent after the removal), "
           f"{dict(statuses)}; the lost replica held {final['taken'].get(first, 0) - final['answered'].get(first, 0)}"
           f" requests; the ingress {'was' if lost_ingress else 'was not'} on the removed node "
-          f"({sum(1 for _, _, status, _, _ in load.log if status == 500)} answers 500); new replica started "
+          f"({statuses[500]} answers 500); new replica started "
           f"{final['started'][new]['at'] - removed:.1f} s and answered {final['first_answer'][new] - removed:.1f} s "
           f"after the removal")
 

@@ -1,8 +1,7 @@
 """A model replica killed under load loses no request: two replicas, 16 closed-loop clients, one replica's process
 SIGKILLed while it holds at least 2 requests (it kills itself when told to, :func:`tests.serve.replicas.arm_kill`,
-so that the requests it held are known exactly). The ingress retries each
-request whose replica died once on the live replica (serve/app.py), so every request is answered 200, with the
-answer the in-process pipeline gives.
+so that the requests it held are known exactly). The ingress retries each request whose replica died once on the
+live replica (serve/app.py), so every request is answered 200, with the answer the in-process pipeline gives.
 
 The application (``failover``, two :class:`tests.serve.replicas.RecordedModel` replicas) runs beside the
 session's applications on the same Serve. The recovery times (kill -> a new replica RUNNING and the count back at
