@@ -32,9 +32,10 @@ def _corpus(folder: Path, records: int) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tests.helpers import SPM_LINES
+    from benchmarks.models import text_lines
 
-    texts = [" ".join(SPM_LINES[i % len(SPM_LINES):][:6]) for i in range(records)]
+    lines = text_lines()
+    texts = [" ".join(lines[i % len(lines):][:6]) for i in range(records)]
     path = folder / "corpus.parquet"
     pq.write_table(pa.table({"id": [f"r{i}" for i in range(records)], "text": texts}), path)
     return path
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from tests.helpers import build_task_model
+    from benchmarks.models import random_task_model
 
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"num_gpus": args.num_gpus, "ok": False}
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                  log_to_driver=False, configure_logging=False)
         with tempfile.TemporaryDirectory(prefix="bigbird-ray-smoke-") as tmp:
             folder = Path(tmp)
-            model = build_task_model(folder / "model", TASK)
+            model = random_task_model(folder / "model")
             result["cluster"] = ray.cluster_resources()
             result["probe"] = _gpu_probe(args.num_gpus)
             if args.num_gpus > 0 and not result["probe"]["cuda"]:

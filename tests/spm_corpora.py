@@ -1,4 +1,4 @@
-"""Real documents for the SentencePiece parity tests and ``scripts/spm_parity.py``, raw: trailing newlines kept.
+"""Real documents for the SentencePiece parity tests and ``tests/spm_parity.py``, raw: trailing newlines kept.
 
 Corpora (each a list of texts; paragraphs end in their own ``"\\n"``):
 - ``pydocs``: the Python 3.11 documentation sources of Debian's ``python3.11-doc`` (497 ``.rst.txt`` files,

@@ -4,7 +4,7 @@ The reference is ``sentencepiece.SentencePieceProcessor(model_file=...).encode(t
 ``[CLS] A [SEP]`` / ``[CLS] A [SEP] B [SEP]``, what the original BigBird was trained on; the tokenizer under
 test is what a user gets from a folder holding only ``spiece.model``. The corpora (``tests/spm_corpora.py``)
 are raw: documents keep their final newline, paragraphs theirs, and ``crlf`` has Windows line ends.
-``scripts/spm_parity.py`` prints the same counts for transformers 5.
+``tests/spm_parity.py`` prints the same counts for transformers 5.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ kept) the reference is ``[CLS] + SentencePieceProcessor(model_file=MODEL).encode
 - ``transformers``: ``transformers.BigBirdTokenizer.from_pretrained`` on the same folder (transformers 5);
 - ``converter``: transformers' ``BigBirdConverter`` output (what hub ``tokenizer.json`` files hold).
 
-    PYTHONPATH=. python scripts/spm_parity.py [--model tests/fixtures/spm/test_model.model] [--json out.json]
+    python -m tests.spm_parity [--model tests/fixtures/spm/test_model.model] [--json out.json]
 
 Prints one line per corpus: ``corpus: documents identical / total`` for each tokenizer.
 """
