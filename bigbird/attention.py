@@ -34,22 +34,20 @@ KERNELS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
-def select_kernel(device: torch.device, dtype: torch.dtype, requires_grad: bool) -> str:
+def select_kernel(device: torch.device, dtype: torch.dtype) -> str:
     """The block-sparse kernel for a call: a name in :data:`KERNELS`.
 
     Measured (benchmarks/README.md): on CPU the flash kernel (three key sets merged by log-sum-exp, the
     window read in place) beats a single gather + SDPA forward (which page-faults ~100 MB per layer) and
     backward (it saves the gathers), in float32 and bfloat16; float16 has no fast CPU path in PyTorch (both kernels are ~5x
     slower than in float32), where the tiled kernel still has the faster forward and the smaller memory. Elsewhere (CUDA) ``scaled_dot_product_attention`` on the gathered
-    blocks dispatches to the fused GPU kernels and has their backward. ``requires_grad`` is part of the
-    decision on purpose: a forward-only kernel (FlexAttention on CPU) would be valid only without it.
+    blocks dispatches to the fused GPU kernels and has their backward. Both kernels have a backward, so the
+    choice does not depend on whether the call needs one.
 
     Args:
         device: Where ``q``, ``k``, ``v`` live.
         dtype: Their dtype.
-        requires_grad: Whether the call needs a backward.
     """
-    del requires_grad  # both kernels have a backward and the choice does not depend on it (measured)
     if device.type == "cpu" and dtype in (torch.float32, torch.bfloat16, torch.float16):
         return "cpu_flash"
     return "sdpa_gather"
@@ -112,6 +110,5 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
         raise ValueError(f"key_mask must have shape {(B, L)}, got {tuple(key_mask.shape)}")
     if need_weights:
         return gather.explicit(q, k, v, layout=layout, key_mask=key_mask)
-    requires_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    kernel = KERNELS[select_kernel(q.device, q.dtype, requires_grad)]
+    kernel = KERNELS[select_kernel(q.device, q.dtype)]
     return kernel(q, k, v, layout=layout, key_mask=key_mask), None

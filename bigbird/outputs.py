@@ -109,16 +109,6 @@ class SequenceClassifierOutput(ModelOutput):
 
 
 @dataclass
-class MultipleChoiceModelOutput(SequenceClassifierOutput):
-    pass
-
-
-@dataclass
-class TokenClassifierOutput(SequenceClassifierOutput):
-    pass
-
-
-@dataclass
 class BigBirdForQuestionAnsweringModelOutput(ModelOutput):
     loss: torch.Tensor | None = None
     start_logits: torch.Tensor | None = None

@@ -131,12 +131,14 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
             ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
                      log_to_driver=True)
     gpus = ray.cluster_resources().get("GPU", 0)
-    num_gpus = settings.num_gpus if settings.num_gpus is not None else (1 if gpus else 0)
+    on_cpu = settings.device == "cpu" or settings.quantize is not None  # int8 runs on the CPU
+    num_gpus = settings.num_gpus if settings.num_gpus is not None else (1 if gpus and not on_cpu else 0)
     actors = settings.actors or (max(1, int(gpus // num_gpus)) if num_gpus else 1)
     actor_cpus = 0 if num_gpus else 1
     need = {"actors": actors, "actor_cpus": actor_cpus, "actor_gpus": num_gpus}
     check_resources(ray.cluster_resources(), **need)
-    common = {"model": settings.model, "task": settings.task, "max_length": job.max_length, "stride": settings.stride}
+    common = {"model": settings.model, "task": settings.task, "max_length": job.max_length, "stride": settings.stride,
+              "revision": settings.revision}
     items = [{"file": p.file, "path": p.path, "start": p.start, "stop": p.stop} for p in job.parts]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     remote = stage_remote_args(settings)  # the storage options: in the filesystem objects and the runtime env
@@ -151,7 +153,8 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
         fn_constructor_kwargs={**common, "batch_size": settings.batch_size, "max_tokens": settings.max_tokens,
                                "threads": settings.threads, "actors": actors,
                                "params": job.params, "schema": job.schema, "output_uri": settings.output,
-                               "storage": settings.storage})
+                               "storage": settings.storage, "device": settings.device, "dtype": settings.dtype,
+                               "quantize": settings.quantize})
     follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=_watchdog(ray, **need))
 
 
@@ -167,6 +170,8 @@ examples:
       --input s3://bucket/docs --question-column question --output s3://bucket/answers --address auto
   bigbird batch --task text-classification --model models/rrna16s-phylum --input s3://corpora/rrna16s \\
       --output s3://results/rrna16s --storage-endpoint http://minio.internal:9000 --storage-region us-east-1
+  bigbird batch --task text-classification --model s3://models/rrna16s-phylum --quantize int8 \
+      --input s3://corpora/rrna16s --output s3://results/rrna16s-int8 --storage-endpoint http://minio:9000
   ray job submit --working-dir . -- python -m pipelines.batch --task token-classification ...
 
 object storage:
@@ -174,7 +179,8 @@ object storage:
   files) unless --storage-endpoint (an S3-compatible or GCS server), --storage-region or --storage-anonymous
   (public buckets, no credentials) is given, or a YAML `storage:` section (endpoint, region, anonymous). The
   driver and every worker open the paths with them; the workers also get AWS_ENDPOINT_URL / AWS_REGION in
-  their runtime env.
+  their runtime env. An s3:// or gs:// --model is copied once per node into ~/.cache/bigbird (BIGBIRD_CACHE),
+  keyed by its objects' sizes and times: a new export is fetched again.
 """
 
 
@@ -204,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 when the cluster has GPUs)")
     p.add_argument("--threads", type=int,
                    help="torch threads per CPU actor (default: the CPUs of the actor's node / --actors)")
+    p.add_argument("--device", help="where the model actors score: auto (default: CUDA if the actor sees one), "
+                   "cpu, cuda, cuda:N")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="weight dtype (default: the checkpoint's; float16 on CUDA only)")
+    p.add_argument("--quantize", choices=("int8",), help="int8: dynamic int8 linear layers (CPU actors)")
+    p.add_argument("--revision", help="hub revision of --model")
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
     p.add_argument("--storage-endpoint", metavar="URL", help="S3-compatible or GCS endpoint, e.g. "
                    "http://minio:9000 (default: the provider's)")

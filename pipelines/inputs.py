@@ -125,10 +125,12 @@ def plan_job(settings: BatchSettings) -> JobPlan:
     from bigbird.hub import resolve_file
     from bigbird.tasks import task_class
 
-    config = BigBirdConfig.from_json_file(resolve_file(settings.model, "config.json"))
+    model = stages.local_model(settings.model, settings.storage)  # s3:// / gs://: fetched into this node's cache
+    config = BigBirdConfig.from_json_file(resolve_file(model, "config.json", revision=settings.revision))
     # The workers' pipeline, built once here: it checks max_length and stride against the model's limits.
-    pipe = task_class(settings.task).preparer(stages.tokenizer(settings.model), config,
-                                              max_length=settings.max_length, stride=settings.stride)
+    pipe = task_class(settings.task).preparer(
+        stages.tokenizer(settings.model, settings.revision, stages.model_storage(settings.storage)), config,
+        max_length=settings.max_length, stride=settings.stride)
     scan = scan_input(settings)
     check_ids(settings, scan.rows)
     _check_output_apart(settings)
@@ -139,7 +141,8 @@ def plan_job(settings: BatchSettings) -> JobPlan:
                 "text_column": settings.text_column, "question_column": settings.question_column,
                 "question": settings.question, "offset_column": settings.offset_column,
                 "keep_columns": settings.keep_columns, "max_length": pipe.max_length, "stride": settings.stride,
-                "params": params}
+                "params": params, "revision": settings.revision,
+                **manifest.precision(settings.dtype, settings.quantize)}
     inputs = scan.names
     fs, root = stages.filesystem(settings.output, settings.storage)
     folder = manifest.inspect(fs, root)

@@ -2,8 +2,8 @@
 
 The job writes, at the top of ``--output``:
 
-- ``_bigbird_batch.json``, the manifest: the settings that decide the results (task, model, columns, window
-  and task parameters) and the input's files with their row counts;
+- ``_bigbird_batch.json``, the manifest: the settings that decide the results (task, model and revision,
+  precision, columns, window and task parameters) and the input's files with their row counts;
 - one ``part-FFFFF-SSSSSSSSSSSS-EEEEEEEEEEEE.parquet`` per scored block: the results of rows ``[S, E)`` of
   input file ``F`` (in the manifest's order), written under a hidden temporary name and renamed when complete.
 
@@ -90,6 +90,17 @@ def inspect(fs: pafs.FileSystem, root: str) -> OutputFolder:
     return out
 
 
+def precision(dtype: str | None, quantize: str | None) -> dict[str, str | None]:
+    """The manifest's record of the scoring precision (``None``: the checkpoint's dtype, unquantized; manifests
+    written before precision was recorded read the same)."""
+    return {"dtype": dtype, "quantize": quantize}
+
+
+def _describe(job: dict[str, Any]) -> str:
+    dtype, quantize = job.get("dtype"), job.get("quantize")
+    return f"{dtype or 'the checkpoint dtype'}{f' with {quantize} quantization' if quantize else ''}"
+
+
 def check_ownership(folder: OutputFolder, output: str, job: dict[str, Any], inputs: list[list],
                     resume: bool) -> None:
     """Refuse an output folder the job may not write into (foreign parquet, another job's results).
@@ -105,6 +116,10 @@ def check_ownership(folder: OutputFolder, output: str, job: dict[str, Any], inpu
     if folder.manifest is None or not resume:
         return  # a fresh folder, or --no-resume: the job's own earlier parts are replaced
     before = folder.manifest.get("job", {})
+    if any(before.get(k) != job.get(k) for k in precision(None, None)):
+        raise ValueError(f"output {output!r} holds results scored in {_describe(before)}, but this run scores in "
+                         f"{_describe(job)}: one output folder never mixes two precisions; resume with the earlier "
+                         f"--dtype/--quantize, pass --no-resume to replace the results, or choose another --output")
     changed = sorted(k for k in set(before) | set(job) if before.get(k) != job.get(k))
     if changed:
         diff = "; ".join(f"{k}: {before.get(k)!r} -> {job.get(k)!r}" for k in changed)

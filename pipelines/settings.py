@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bigbird import settings_io
 from bigbird.tasks import RESULT_COLUMNS, SPECS
+from bigbird.tasks.loading import resolve_precision
 from bigbird.tasks.spec import DEFAULT_STRIDE
 from bigbird.tasks.token_classification import Strategy
 from jobs.settings import StorageSettings
@@ -46,6 +48,12 @@ class BatchSettings(BaseModel):
     actors: int | None = Field(None, ge=1, description="model actors (default: one per GPU, else 1)")
     num_gpus: float | None = Field(None, ge=0, description="GPUs per actor (default: 1 if GPUs exist)")
     threads: int | None = Field(None, ge=1, description="torch threads per CPU actor")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+                        description="where the model actors score: auto (CUDA if the actor sees one), cpu, cuda[:N]")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="weight dtype (default: the checkpoint's; float16 on CUDA only)")
+    quantize: Literal["int8"] | None = Field(None, description="int8: dynamic int8 linear layers (CPU actors)")
+    revision: str | None = Field(None, description="hub revision of the model")
     address: str | None = None
     storage: StorageSettings = Field(default_factory=StorageSettings,
                                      description="object-storage options for s3:// and gs:// input and output")
@@ -62,6 +70,10 @@ class BatchSettings(BaseModel):
     def _check(self) -> BatchSettings:
         if self.max_length is not None and self.stride >= self.max_length:
             raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length}")
+        if self.device != "auto":  # the loader's rule, checked before any work (auto is settled on the actor)
+            resolve_precision(self.dtype, self.quantize, torch.device(self.device))
+        elif self.quantize is not None:
+            resolve_precision(self.dtype, self.quantize, torch.device("cpu"))
         clash = sorted({dst for _, dst in self.kept} & RESULT_COLUMNS)
         if clash:
             raise ValueError(f"keep_columns {clash} clash with result columns; rename them, e.g. label=label_true")

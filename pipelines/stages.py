@@ -20,10 +20,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-import torch
 
 from bigbird.config import BigBirdConfig
-from bigbird.tasks import get_spec, task_class
+from bigbird.model_store import StorageOptions, fetch_model, is_remote
+from bigbird.tasks import get_spec, load, task_class
 from bigbird.tasks.base import Encoded, Prepared, TaskPipeline
 from bigbird.windows import RecordError, padded_length
 from jobs import storage as object_storage
@@ -120,28 +120,44 @@ def integers(values: pa.ChunkedArray, what: str) -> list[int | None | RecordErro
             for v in values.to_pylist()]
 
 
+def model_storage(storage: StorageSettings | None) -> StorageOptions | None:
+    """The core loader's object-storage options (hashable) of the job's ``storage`` settings."""
+    return None if storage is None else StorageOptions(**storage.model_dump())
+
+
+def local_model(model: str, storage: StorageSettings | StorageOptions | None = None) -> str:
+    """A local folder or hub id of ``model``: an ``s3://`` / ``gs://`` folder is fetched into this node's cache
+    (:func:`bigbird.model_store.fetch_model`: once per node and version)."""
+    if not is_remote(model):
+        return model
+    options = model_storage(storage) if isinstance(storage, StorageSettings) else storage
+    return str(fetch_model(model, options))
+
+
 @functools.lru_cache(maxsize=4)
-def tokenizer(model: str):
+def tokenizer(model: str, revision: str | None = None, storage: StorageOptions | None = None):
     """The tokenizer of a model, cached per process."""
     import bigbird
 
-    return bigbird.BigBirdTokenizer.from_pretrained(model)
+    return bigbird.BigBirdTokenizer.from_pretrained(local_model(model, storage), revision=revision)
 
 
 @functools.lru_cache(maxsize=4)
-def preprocessor(model: str, task: str, config: str, max_length: int, stride: int) -> TaskPipeline:
+def preprocessor(model: str, task: str, config: str, max_length: int, stride: int, revision: str | None = None,
+                 storage: StorageOptions | None = None) -> TaskPipeline:
     """A model-less task pipeline, cached per worker process, from the config the driver read (JSON)."""
-    return task_class(task).preparer(tokenizer(model), BigBirdConfig.from_dict(json.loads(config)),
+    return task_class(task).preparer(tokenizer(model, revision, storage), BigBirdConfig.from_dict(json.loads(config)),
                                      max_length=max_length, stride=stride)
 
 
 def prepare_blocks(batch: pa.Table, *, model: str, task: str, config: str, max_length: int, stride: int,
                    input_uri: str, id_column: str, text_column: str, question_column: str | None = None,
                    question: str | None = None, offset_column: str | None = None,
-                   keep_columns: tuple[tuple[str, str], ...] = (), storage: StorageSettings | None = None) -> pa.Table:
+                   keep_columns: tuple[tuple[str, str], ...] = (), storage: StorageSettings | None = None,
+                   revision: str | None = None) -> pa.Table:
     """Read, tokenize and window each planned block (a row: ``file``, ``path``, ``start``, ``stop``)."""
     fs, _ = filesystem(input_uri, storage)
-    pipe = preprocessor(model, task, config, max_length, stride)
+    pipe = preprocessor(model, task, config, max_length, stride, revision, model_storage(storage))
     columns = list(dict.fromkeys(c for c in (id_column, text_column, question_column, offset_column,
                                              *(src for src, _ in keep_columns)) if c is not None))
     rows = []
@@ -192,15 +208,14 @@ class Scorer:
 
     def __init__(self, *, model: str, task: str, max_length: int, stride: int, batch_size: int,
                  max_tokens: int | None, threads: int | None, params: dict[str, Any], schema: pa.Schema,
-                 output_uri: str, storage: StorageSettings | None = None, actors: int = 1) -> None:
-        # Counted here, on the actor's node (the driver's machine may differ); Ray sets OMP_NUM_THREADS to the
-        # actor's num_cpus, which is 1 for a CPU scorer: too few when it is alone on the node.
-        torch.set_num_threads(threads or default_threads(actors))
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        cls = task_class(task)
+                 output_uri: str, storage: StorageSettings | None = None, actors: int = 1, device: str = "auto",
+                 dtype: str | None = None, quantize: str | None = None, revision: str | None = None) -> None:
         self.spec, self.schema = get_spec(task), schema
-        self.pipe = cls(cls.model_class.from_pretrained(model), tokenizer(model), device=device,
-                        batch_size=batch_size, max_length=max_length, stride=stride, max_tokens=max_tokens)
+        # Threads counted here, on the actor's node (the driver's machine may differ); Ray sets OMP_NUM_THREADS
+        # to the actor's num_cpus, which is 1 for a CPU scorer: too few when it is alone on the node.
+        self.pipe = load(task, model, device=device, dtype=dtype, quantize=quantize, revision=revision,
+                         threads=threads or default_threads(actors), storage=model_storage(storage),
+                         batch_size=batch_size, max_length=max_length, stride=stride, max_tokens=max_tokens)
         self.params = {**self.spec.defaults(), **self.spec.batch_params, **params}
         self.block_size = self.pipe.config.block_size
         self.fs, self.root = filesystem(output_uri, storage)

@@ -54,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas", type=int, help="model replicas (default 1)")
     p.add_argument("--num-gpus", type=float, dest="num_gpus",
                    help="GPUs per model replica (default 1 if CUDA is available, else 0)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="weight dtype (default: the checkpoint's; float16 needs --num-gpus > 0)")
+    p.add_argument("--quantize", choices=("int8",), help="int8: dynamic int8 linear layers (CPU replicas)")
     p.add_argument("--config", help="YAML settings file or Serve config file")
     p.add_argument("--address", help="Ray cluster to join (e.g. auto or ray://host:10001); default: RAY_ADDRESS "
                                      "if set, else start one")
@@ -71,7 +74,7 @@ def settings_from(args: argparse.Namespace) -> Any:
     from serve.settings import make_settings, read_yaml
 
     values: dict[str, Any] = read_yaml(args.config) if args.config else {}
-    for key in ("model", "task", "host", "port", "replicas", "num_gpus"):
+    for key in ("model", "task", "host", "port", "replicas", "num_gpus", "dtype", "quantize"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if "model" not in values:

@@ -58,22 +58,15 @@ class TaskModel:
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        import torch
-
-        from bigbird.tasks import get_spec
-        from bigbird.tokenization import BigBirdTokenizer
+        from bigbird.tasks import load
 
         s = ServeSettings.model_validate(settings)
         assert s.task is not None, "build_app resolves the task before deploying"
         self.settings = s
-        spec = get_spec(s.task)
-        if s.num_gpus > 0 and not torch.cuda.is_available():
-            raise RuntimeError(f"num_gpus={s.num_gpus} but this replica sees no CUDA device")
-        device = "cuda" if s.num_gpus > 0 else "cpu"
-        model = spec.model_class.from_pretrained(s.model, revision=s.revision, dtype=s.dtype)
-        tokenizer = BigBirdTokenizer.from_pretrained(s.model, revision=s.revision)
-        self.pipe = spec.pipeline_class(model, tokenizer, device=device, batch_size=s.forward_batch_size,
-                                        max_length=s.max_length, stride=s.stride, max_tokens=s.forward_max_tokens)
+        device = "cuda" if s.num_gpus > 0 else "cpu"  # the loader refuses cuda where the replica sees none
+        self.pipe = load(s.task, s.model, device=device, dtype=s.dtype, quantize=s.quantize, revision=s.revision,
+                         batch_size=s.forward_batch_size, max_length=s.max_length, stride=s.stride,
+                         max_tokens=s.forward_max_tokens)
         self.batch.set_max_batch_size(s.max_batch_size)
         self.batch.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
         self.metrics = ModelMetrics()

@@ -23,6 +23,12 @@ def _default_num_gpus() -> float:
     return 1.0 if torch.cuda.is_available() else 0.0
 
 
+def _replica_device(num_gpus: float) -> Any:
+    import torch
+
+    return torch.device("cuda" if num_gpus > 0 else "cpu")
+
+
 class Limits(BaseModel):
     """The ingress's share of the settings (it needs no more, and so never imports torch)."""
 
@@ -56,7 +62,8 @@ class ServeSettings(BaseModel):
         model: A model folder or a hub id (``org/name``).
         task: The task to serve (default: read from the checkpoint's ``architectures``).
         revision: Hub revision of ``model``.
-        dtype: Weight dtype (``float32``, ``float16``, ``bfloat16``).
+        dtype: Weight dtype (``float32``, ``bfloat16``; ``float16`` with ``num_gpus`` > 0 only).
+        quantize: ``int8``: dynamic int8 linear layers (CPU replicas: ``num_gpus`` 0).
         host, port: Where ``bigbird serve`` listens (a Serve config file sets ``http_options`` instead).
         route_prefix, app_name: Where and under which name the application runs.
         replicas: Fixed number of model replicas (exclusive with ``autoscaling``).
@@ -87,6 +94,7 @@ class ServeSettings(BaseModel):
     task: str | None = None
     revision: str | None = None
     dtype: Literal["float32", "float16", "bfloat16"] | None = None
+    quantize: Literal["int8"] | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     route_prefix: str = "/"
@@ -138,6 +146,9 @@ class ServeSettings(BaseModel):
         if self.max_ongoing_requests < self.max_batch_size:
             raise ValueError(f"max_ongoing_requests {self.max_ongoing_requests} is below max_batch_size "
                              f"{self.max_batch_size}: batches could never fill")
+        from bigbird.tasks.loading import resolve_precision
+
+        resolve_precision(self.dtype, self.quantize, _replica_device(self.num_gpus))  # the loader's own rule
         if self.max_length is not None and self.stride >= self.max_length:
             raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length}")
         if self.stuck_after_s <= self.request_timeout_s:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,28 @@ def test_server_cpu_counts_a_retitled_process_once():
     before = {10: ("ray::ServeReplica:a:TaskModel", 5.0), 11: ("plain", 2.0)}
     after = {10: ("ray::ServeReplica:a:TaskModel", 7.5), 11: ("plain", 2.25), 12: ("ray::IDLE", 0.5)}
     assert cpu_used(before, after) == {"ray::ServeReplica:a:TaskModel": 2.5, "plain": 0.25, "ray::IDLE": 0.5}
+
+
+def test_precision_benchmark_quick_run(tmp_path):
+    """bench_precision.py over a few labelled genes: one row per option with accuracy, rate and memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = random.Random(0)
+    genes = ["".join(rng.choice("ACGT") for _ in range(1300)) for _ in range(6)]
+    labels = ["Proteobacteria", "Firmicutes", "Actinobacteria"] * 2
+    pq.write_table(pa.table({"id": [f"g{i}" for i in range(6)], "text": genes, "label": labels}),
+                   tmp_path / "genes.parquet")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_precision.py"), "--corpus",
+                           str(tmp_path / "genes.parquet"), "--limit", "4", "--threads", "1", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["option"]: r for r in json.loads((tmp_path / "precision.json").read_text())}
+    assert list(rows) == ["float32", "bfloat16", "int8"]
+    assert all(r["records"] == 4 and r["tokens"] > 4 * 200 and r["score_s"] > 0 and r["peak_mib"] > 0
+               for r in rows.values())
+    table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| option | accuracy | same label as float32 | tokens/s | vs float32 | peak MiB")
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["float32", "bfloat16", "int8"]
+    assert "| float32 |" in table[2] and "| 100.00% |" in table[2] and "| 1.00x |" in table[2]
+    assert "avx512_bf16" in proc.stdout  # the CPU features that decide bf16 and int8 speed are recorded

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from tests import peer_check
 
 XML = """<?xml version="1.0"?><testsuites><testsuite>
@@ -42,3 +46,16 @@ def test_check_fails_on_new_failures_and_on_listed_passes(tmp_path, monkeypatch,
     assert peer_check.read_expected(expected) == {  # reasons kept where listed, else the failure message
         f"{m}::T::test_sub": "boom", f"{m}::T::test_known": "reason",
         f"{t}::T::test_sub": "reason", f"{t}::T::test_known": "reason"}
+
+
+def test_test_extra_pins_the_harness_transformers_release():
+    """The peer suite's files come from one transformers release (the harness's TRANSFORMERS_VERSION): the test
+    extra pins exactly that one, so a new release cannot break the check."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    version_file = peer_check.HARNESS / "TRANSFORMERS_VERSION"
+    if not version_file.is_file():
+        pytest.skip(f"no peer harness beside the checkout ({version_file})")
+    harness = version_file.read_text().strip()
+    extra = tomllib.loads((peer_check.REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    pins = [req.replace(" ", "") for req in extra if re.match(r"transformers\b", req)]
+    assert pins == [f"transformers=={harness}"], (pins, harness)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from bigbird.tasks import fill_mask, question_answering, text_classification, token_classification
 from bigbird.tasks.base import Prepared, TaskPipeline
+from bigbird.tasks.loading import load
 from bigbird.tasks.spec import DEFAULT_STRIDE, TaskSpec, result_columns
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+    from bigbird.model_store import StorageOptions
 
 # The registry: every task, once. Everything else (service, command line, batch schema, training) reads it.
 SPECS: dict[str, TaskSpec] = {s.name: s for s in (fill_mask.SPEC, question_answering.SPEC, text_classification.SPEC,
@@ -21,7 +27,7 @@ for _spec in SPECS.values():
     _spec.pipeline_class.spec = _spec
 
 __all__ = ["ALIASES", "DEFAULT_STRIDE", "RESULT_COLUMNS", "SPECS", "TASKS", "Prepared", "TaskPipeline", "TaskSpec",
-           "get_spec", "pipeline", "task_class"]
+           "get_spec", "load", "pipeline", "task_class"]
 
 
 def get_spec(task: str) -> TaskSpec:
@@ -48,36 +54,32 @@ def task_class(task: str) -> type[TaskPipeline]:
 def pipeline(task: str, model: str | os.PathLike | torch.nn.Module, tokenizer: Any = None, *,
              device: int | str | torch.device | None = None, batch_size: int = 8, max_length: int | None = None,
              stride: int = DEFAULT_STRIDE, max_tokens: int | None = None, dtype: torch.dtype | str | None = None,
-             **load_kwargs: Any) -> TaskPipeline:
-    """Build a task pipeline, like ``transformers.pipeline``.
+             quantize: Literal["int8"] | None = None, revision: str | None = None,
+             storage: StorageOptions | pafs.FileSystem | None = None, **load_kwargs: Any) -> TaskPipeline:
+    """Build a task pipeline, like ``transformers.pipeline``: :func:`bigbird.tasks.loading.load` with
+    transformers' default device (the CPU unless ``device`` says otherwise).
 
     Args:
         task: ``fill-mask``, ``question-answering``, ``text-classification`` or ``token-classification``.
-        model: A folder or hub id (loaded with the task's model class), or a loaded model.
+        model: A folder, a hub id, an ``s3://`` / ``gs://`` folder (cached locally once per node), or a loaded
+            model.
         tokenizer: A tokenizer, a folder or hub id; default: the model's folder.
-        device: ``None``/``-1``/``"cpu"``, a CUDA index or a ``torch.device``.
+        device: ``None``/``-1``/``"cpu"``, ``"auto"``, ``"cuda[:N]"``, a CUDA index or a ``torch.device``.
         batch_size: Windows per forward pass.
         max_length: Tokens per window (default: ``max_position_embeddings``).
         stride: Overlap between the windows of a long input.
         max_tokens: Optional cap on tokens per forward pass (windows x padded length).
-        dtype: Weight dtype when loading (e.g. ``torch.bfloat16``).
-        **load_kwargs: Passed to ``from_pretrained`` (``revision``, ``local_files_only``, ...).
+        dtype: Weight dtype (``"bfloat16"``, ``torch.bfloat16``; ``float16`` on CUDA only).
+        quantize: ``"int8"``: dynamic int8 linear layers (CPU).
+        revision: Hub revision of the model and tokenizer.
+        storage: Object-storage options (:class:`bigbird.model_store.StorageOptions`) or a pyarrow filesystem.
+        **load_kwargs: Passed to :func:`~bigbird.tasks.loading.load` and ``from_pretrained``
+            (``local_files_only``, ``cache_dir``, ``threads``, ...).
 
     Raises:
-        ValueError: For an unknown task or a model without a tokenizer.
+        ValueError: For an unknown task, device or precision, or a model without a tokenizer.
     """
-    from bigbird.tokenization import BigBirdTokenizer
+    return load(task, model, tokenizer=tokenizer, device=device, dtype=dtype, quantize=quantize, revision=revision,
+                storage=storage, batch_size=batch_size, max_length=max_length, stride=stride, max_tokens=max_tokens,
+                **load_kwargs)
 
-    cls = task_class(task)
-    if isinstance(model, (str, os.PathLike)):
-        source = model
-        model = cls.model_class.from_pretrained(model, dtype=dtype, **load_kwargs)
-        if tokenizer is None:
-            tokenizer = source
-    if tokenizer is None:
-        raise ValueError("pass tokenizer= when model is an already loaded model")
-    if isinstance(tokenizer, (str, os.PathLike)):
-        hub = {k: v for k, v in load_kwargs.items() if k in ("revision", "cache_dir", "local_files_only")}
-        tokenizer = BigBirdTokenizer.from_pretrained(tokenizer, **hub)
-    return cls(model, tokenizer, device=device, batch_size=batch_size, max_length=max_length, stride=stride,
-               max_tokens=max_tokens)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from bigbird.config import BigBirdConfig
+from bigbird.tasks.loading import resolve_device
 from bigbird.tasks.spec import DEFAULT_STRIDE
 from bigbird.windows import RecordError, Window, collate, group_by_length, windows_for_record
 
@@ -62,22 +63,14 @@ class Prepared:
         return per_record
 
 
-def resolve_device(device: int | str | torch.device | None) -> torch.device:
-    """transformers-style device: None/-1/"cpu" -> CPU, an int -> that CUDA device."""
-    if device is None or device == -1:
-        return torch.device("cpu")
-    if isinstance(device, int):
-        return torch.device("cuda", device)
-    return torch.device(device)
-
-
 class TaskPipeline:
     """Base of the task pipelines. Subclasses set ``task``, ``model_class`` and the per-task hooks.
 
     Args:
         model: A loaded model of the task's class.
         tokenizer: Its tokenizer.
-        device: Where to run (``None``/``-1``/``"cpu"``, a CUDA index or a ``torch.device``).
+        device: Where to run (:func:`bigbird.tasks.loading.resolve_device`: ``"auto"``, ``None``/``-1``/``"cpu"``,
+            ``"cuda[:N]"``, a CUDA index or a ``torch.device``).
         batch_size: Windows per forward pass.
         max_length: Tokens per window (default: the model's ``max_position_embeddings``).
         stride: Overlap between windows of a long input, in tokens.
