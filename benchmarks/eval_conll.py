@@ -71,20 +71,21 @@ def predicted_tags(pipe, texts: Sequence[str], *, batch_size: int = 8) -> list[l
     return out
 
 
-def evaluate(model: str, corpus: str, *, max_length: int | None, limit: int | None) -> dict:
+def evaluate(model: str, corpus: str, *, max_length: int | None, limit: int | None,
+             dtype: str | None = None) -> dict:
     """Tag the corpus with the model and score it (see :func:`entity_scores`), with timing."""
     from bigbird import pipeline
     from corpora.format import read_corpus
 
     table = read_corpus(corpus)
     rows = table.to_pylist()[:limit]
-    pipe = pipeline("token-classification", model, max_length=max_length)
+    pipe = pipeline("token-classification", model, max_length=max_length, dtype=dtype)
     t0 = time.perf_counter()
     pred = predicted_tags(pipe, [r["text"] for r in rows])
     seconds = time.perf_counter() - t0
     gold = [word_tags(r["text"], r["spans"] or []) for r in rows]
     scores = entity_scores(gold, pred)
-    return {"model": model, "corpus": corpus, "rows": len(rows), "max_length": max_length,
+    return {"model": model, "corpus": corpus, "rows": len(rows), "max_length": max_length, "dtype": dtype,
             "seconds": round(seconds, 1), **scores}
 
 
@@ -93,10 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="token-classification model folder")
     parser.add_argument("--corpus", required=True, help="CoNLL-2003 corpus folder (python -m corpora fetch ...)")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per window (default: the model's)")
+    parser.add_argument("--dtype", default=None, help="load the weights as this dtype (float32: upcast a "
+                        "float16 model, which has no fast CPU path)")
     parser.add_argument("--limit", type=int, default=None, help="score the first N rows only")
     parser.add_argument("--out", default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
-    result = evaluate(args.model, args.corpus, max_length=args.max_length, limit=args.limit)
+    result = evaluate(args.model, args.corpus, max_length=args.max_length, limit=args.limit, dtype=args.dtype)
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

@@ -95,12 +95,12 @@ BASELINES: dict[str, Callable[[str, str], str]] = {"first-sentence": first_sente
 
 
 # ------------------------------------------------------------------------------------------------ running
-def model_predictions(model: str, rows: Sequence[dict], *, max_length: int | None,
-                      batch_size: int = 8) -> dict[str, str]:
+def model_predictions(model: str, rows: Sequence[dict], *, max_length: int | None, batch_size: int = 8,
+                      dtype: str | None = None) -> dict[str, str]:
     """The best answer of each row from a QA model folder through ``bigbird.pipeline``."""
     from bigbird import pipeline
 
-    pipe = pipeline("question-answering", model, max_length=max_length, batch_size=batch_size)
+    pipe = pipeline("question-answering", model, max_length=max_length, batch_size=batch_size, dtype=dtype)
     out: dict[str, str] = {}
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
@@ -111,7 +111,7 @@ def model_predictions(model: str, rows: Sequence[dict], *, max_length: int | Non
 
 
 def evaluate(corpus: str, *, model: str | None = None, baseline: str | None = None,
-             max_length: int | None = None, limit: int | None = None) -> dict:
+             max_length: int | None = None, limit: int | None = None, dtype: str | None = None) -> dict:
     """Score a model or a baseline on a SQuAD corpus folder; returns the scores with what was run and the time.
 
     Raises:
@@ -126,12 +126,12 @@ def evaluate(corpus: str, *, model: str | None = None, baseline: str | None = No
     rows = read_corpus(corpus).select(["id", "question", "text", "answers"]).to_pylist()[:limit]
     t0 = time.perf_counter()
     if model is not None:
-        predictions = model_predictions(model, rows, max_length=max_length)
+        predictions = model_predictions(model, rows, max_length=max_length, dtype=dtype)
     else:
         predictions = {r["id"]: BASELINES[baseline](r["question"], r["text"]) for r in rows}
     seconds = time.perf_counter() - t0
     scores = squad_scores(predictions, {r["id"]: r["answers"] for r in rows})
-    return {"corpus": corpus, "model": model, "baseline": baseline, "max_length": max_length,
+    return {"corpus": corpus, "model": model, "baseline": baseline, "max_length": max_length, "dtype": dtype,
             "seconds": round(seconds, 1), **scores}
 
 
@@ -142,11 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     what.add_argument("--model", help="question-answering model folder")
     what.add_argument("--baseline", choices=sorted(BASELINES))
     parser.add_argument("--max-length", type=int, default=None, help="tokens per window (default: the model's)")
+    parser.add_argument("--dtype", default=None, help="load the weights as this dtype (float32: upcast a "
+                        "float16 model, which has no fast CPU path)")
     parser.add_argument("--limit", type=int, default=None, help="score the first N questions only")
     parser.add_argument("--out", default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
     result = evaluate(args.corpus, model=args.model, baseline=args.baseline, max_length=args.max_length,
-                      limit=args.limit)
+                      limit=args.limit, dtype=args.dtype)
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
