@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from corpora.conll import conll_corpora
 from corpora.genome.kaptive import KAPTIVE_DIR, iter_kaptive_records
 from corpora.polarity import iter_polarity_records
 from corpora.qa import iter_squad_records, iter_triviaqa_records
+from corpora.squad import squad_corpora
 from corpora.text import iter_pydocs_records, iter_wiki_records
 
 # rRNA16S.gold.fasta headers end in a tab and a taxonomy "Bacteria; Proteobacteria; ...": the phylum
@@ -88,6 +90,7 @@ CORPORA: dict[str, CorpusSpec] = {
             "pyrodigal==3.7.1", "pyrodigal/tests/data/GCF_001457455.1_NCTC11397_genomic.fna.gz", "GPL-3.0 (pyrodigal)",
             genome_options={"format": "fasta", "source": "GCF_001457455.1_NCTC11397"},
         ),
+        *[CorpusSpec(**fields) for fields in (*squad_corpora(), *conll_corpora())],
     ]
 }  # fmt: skip
 
