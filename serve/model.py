@@ -19,6 +19,7 @@ from typing import Any
 
 from ray import serve
 
+from serve.cpus import replica_threads, usable_cpus
 from serve.metrics import ModelMetrics
 from serve.schemas import WINDOW_PARAMS as TASK_WINDOW_PARAMS
 from serve.settings import ServeSettings
@@ -66,6 +67,10 @@ class TaskModel:
         s = ServeSettings.model_validate(settings)
         assert s.task is not None, "build_app resolves the task before deploying"
         self.settings = s
+        assigned = assigned_cpus()
+        if assigned is not None:  # a replica (a TaskModel built in a test's driver leaves its threads alone)
+            torch.set_num_threads(replica_threads(assigned, usable_cpus()))
+        self.threads = torch.get_num_threads()
         spec = get_spec(s.task)
         if s.num_gpus > 0 and not torch.cuda.is_available():
             raise RuntimeError(f"num_gpus={s.num_gpus} but this replica sees no CUDA device")
@@ -80,7 +85,7 @@ class TaskModel:
         self.scoring_since: float | None = None  # monotonic start of the scoring pass under way
         self.suspect: str | None = None  # the last internal scoring failure, until the probe passes again
         self.probe = make_probe(self.pipe)  # tokenized once: a tiny known-good input
-        logger.info("loaded %s for %s on %s", s.model, s.task, device)
+        logger.info("loaded %s for %s on %s (%d torch threads)", s.model, s.task, device, self.threads)
 
     def ready(self) -> str:
         """The served task, once the model is loaded (what the ingress's health check awaits)."""
@@ -257,6 +262,15 @@ class TaskModel:
         logger.error("request %s failed", job.request_id, exc_info=error)
         self.suspect = f"{type(error).__name__}: {error}"  # the next health check probes the model
         return Outcome(500, error="internal error while scoring", tokens=job.tokens)
+
+
+def assigned_cpus() -> float | None:
+    """The CPUs Ray assigned to this replica (None outside a Ray worker)."""
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return None
+    return ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
 
 
 def make_probe(pipe: Any) -> Any:
