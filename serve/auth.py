@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ENV_KEY = "BIGBIRD_API_KEY"
@@ -71,8 +72,8 @@ class KeyCheck:
         ValueError: If ``keys_file`` cannot be read at the start.
     """
 
-    def __init__(self, keys: list[str] = (), keys_file: str | Path | None = None, *,  # type: ignore[assignment]
-                 clock=time.monotonic) -> None:
+    def __init__(self, keys: Iterable[str] = (), keys_file: str | Path | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.fixed = [digest(k) for k in keys if k]
         self.keys_file = Path(keys_file) if keys_file else None
         self.clock, self.checked_at, self.stamp = clock, float("-inf"), None
