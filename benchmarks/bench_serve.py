@@ -8,11 +8,13 @@ forward pass, same torch thread count). Rounds alternate (A B C C B A) so drifti
 Only ``batched`` and ``unbatched`` are Serve applications (their own Ray instance, no dashboard). The script
 prints throughput, p50/p95/p99 latency, mean requests per batch, the server processes' CPU per request, the
 throughput ratios and whether the three answer with the same scores. The model
-is random-weight but realistic for a CPU (hidden 256, 4 layers, 1024 positions) with the SentencePiece test
+is random-weight but realistic for a CPU (hidden 256, 4 layers, block-sparse; 1024 positions, or 4096 for
+texts over 1,022 tokens: ``--tokens 4094`` is one window of BigBird's length) with the SentencePiece test
 tokenizer.
 
     python benchmarks/bench_serve.py                      # 16 clients, 160 requests per configuration
     python benchmarks/bench_serve.py --clients 8 --requests 64 --rounds 2 --max-seconds 120
+    python benchmarks/bench_serve.py --tokens 4094 --clients 4 --requests 24 --max-batch-size 4   # 4,096 positions
 
 Bounded: a fixed request count per configuration, a deadline for the applications to start (--deploy-timeout),
 per round (--max-seconds) and per request, and --timeout for the whole run (SIGTERM alike): services, Ray and
@@ -47,7 +49,7 @@ TEXT = ROOT / "tests" / "fixtures" / "spm" / "botchan_excerpt.txt"
 SAME_MODEL_TOLERANCE = 1e-4  # top-label score, ours (served) vs transformers (plain)
 
 
-def build_model(folder: Path, *, hidden: int, layers: int) -> None:
+def build_model(folder: Path, *, hidden: int, layers: int, positions: int = 1024) -> None:
     import torch
 
     import bigbird
@@ -56,7 +58,7 @@ def build_model(folder: Path, *, hidden: int, layers: int) -> None:
     tokenizer = BigBirdTokenizer(vocab_file=str(SPM))
     config = bigbird.BigBirdConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
-        intermediate_size=4 * hidden, max_position_embeddings=1024, block_size=64, num_random_blocks=3,
+        intermediate_size=4 * hidden, max_position_embeddings=positions, block_size=64, num_random_blocks=3,
         sep_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
         id2label={0: "NEG", 1: "POS"})
     torch.manual_seed(0)
@@ -164,6 +166,13 @@ def wait_running(serve: Any, names: list[str], timeout_s: float) -> None:
         time.sleep(1.0)
 
 
+def positions(args: argparse.Namespace) -> int:
+    """The model's max_position_embeddings: --positions, else the smaller of 1024 and 4096 that holds a text."""
+    if args.positions is not None:
+        return args.positions
+    return 1024 if args.tokens + 2 <= 1024 else 4096
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=16)
@@ -173,6 +182,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tokens", type=int, default=512, help="tokens per text")
     p.add_argument("--max-batch-size", type=int, default=16)
     p.add_argument("--batch-wait-timeout-s", type=float, default=0.01)
+    p.add_argument("--positions", type=int, default=None,
+                   help="max_position_embeddings of the model (default: 1024, or 4096 for texts longer than 1022 "
+                        "tokens); the sparse kernel runs from 704 tokens on")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--num-cpus", type=float, default=float(os.cpu_count() or 1), help="CPUs of each model replica")
@@ -225,7 +237,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
     threads = max(1, int(args.num_cpus))
     with tempfile.TemporaryDirectory(prefix="bs", ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp) / "model"
-        build_model(folder, hidden=args.hidden, layers=args.layers)
+        build_model(folder, hidden=args.hidden, layers=args.layers, positions=positions(args))
         texts = make_texts(folder, args.tokens, 64)
         ceiling = compute_ceiling(folder, texts, batch=args.max_batch_size, threads=threads)
         port = free_port()
@@ -300,7 +312,8 @@ def report(args: argparse.Namespace, results: dict, extra: dict, load_before: tu
     ceiling, same_model, per_round = extra["ceiling"], extra["same_model"], extra["per_round"]
     ratio = results["batched"]["throughput"] / results["unbatched"]["throughput"]
     print(f"\n{args.clients} clients, {per_round * args.rounds} requests of {args.tokens} tokens per configuration "
-          f"in {args.rounds} rounds, model hidden {args.hidden} x {args.layers} layers, replica num_cpus "
+          f"in {args.rounds} rounds, model hidden {args.hidden} x {args.layers} layers, {positions(args)} positions, "
+          f"replica num_cpus "
           f"{args.num_cpus:g}, batch_wait_timeout_s {args.batch_wait_timeout_s:g}")
     print(f"{'config':<24}{'ok':>5}{'errors':>7}{'req/s':>7}{'tok/s':>7}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}"
           f"{'batch':>7}{'CPU ms/req':>11}")

@@ -11,7 +11,6 @@ posts); other task paths answer 404.
 # No ``from __future__ import annotations`` here: FastAPI reads the request model of each route from
 # its annotation, which is chosen per task at run time.
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -25,9 +24,19 @@ from ray import serve
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError, WorkerCrashedError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 
+from serve.auth import KeyCheck, env_keys
+from serve.cpus import largest_node_cpus
+from serve.errors import (
+    ERROR_RESPONSES,
+    SafeJSONResponse,
+    describe_validation,
+    error_response,
+    unparsable_body,
+)
+from serve.guard import Guard
+from serve.metrics import IngressMetrics
 from serve.model import Outcome, TaskModel
 from serve.schemas import TASK_API, ErrorBody, Health, ModelCard, ModelList
 from serve.settings import Limits, ServeSettings, make_settings
@@ -41,34 +50,6 @@ UNAVAILABLE = (BackPressureError, DeploymentUnavailableError, ReplicaUnavailable
 # Errors that mean the replica answering a request died or vanished before it answered (ActorDiedError and
 # ActorUnavailableError are RayActorErrors); such a request is sent once more, to a live replica.
 REPLICA_LOST = (RayActorError, ReplicaUnavailableError, WorkerCrashedError)
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text} for code, text in (
-        (404, "Task not served by this application"), (408, "Body not received within the body deadline"),
-        (413, "Body or token count over the limit"),
-        (422, "Malformed body (not JSON, not UTF-8, nested too deeply, unknown field), bad parameter or "
-              "unusable input"), (500, "Internal error (see request_id)"),
-        (503, "Overloaded or restarting; retry after Retry-After seconds"))}
-
-
-class SafeJSONResponse(JSONResponse):
-    """JSON that always encodes: text holding a lone surrogate (echoed from a bad request, e.g. a field
-    name) is written with ASCII escapes instead of failing the response."""
-
-    def render(self, content: Any) -> bytes:
-        try:
-            return super().render(content)
-        except UnicodeEncodeError:
-            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
-
-
-def error_response(status: int, message: str, request_id: str, *, retry_after: int | None = None,
-                   detail: list[dict[str, Any]] | None = None) -> JSONResponse:
-    """The JSON error body every failure gets: ``{"error", "status", "request_id"[, "detail"]}``."""
-    body: dict[str, Any] = {"error": message, "status": status, "request_id": request_id}
-    if detail is not None:
-        body["detail"] = detail
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return SafeJSONResponse(body, status_code=status, headers=headers)
 
 
 async def awaited(response: Any) -> Outcome:
@@ -83,156 +64,6 @@ def replica_lost(error: BaseException) -> bool:
     return isinstance(error, REPLICA_LOST) and not isinstance(error, RayTaskError)
 
 
-def unparsable_body(error: BaseException | None) -> str | None:
-    """Why a body FastAPI could not parse is malformed (it answers a bare 400), or None if it is not that."""
-    if isinstance(error, UnicodeDecodeError):
-        return f"body: not valid UTF-8 (byte 0x{error.object[error.start]:02x} at offset {error.start})"
-    if isinstance(error, RecursionError):
-        return "body: JSON nested too deeply to parse"
-    if isinstance(error, ValueError):
-        return f"body: not valid JSON ({error})"
-    return None
-
-
-def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """FastAPI validation errors -> ``"inputs: Field required; parameters.top_k: ..."`` and a JSON-safe list."""
-    parts, detail = [], []
-    for e in errors:
-        loc = [str(p) for p in e.get("loc", ())]
-        if e.get("type") == "json_invalid":  # loc is ("body", character position)
-            parts.append(f"body: {e.get('msg')} at character {loc[-1] if len(loc) > 1 else '?'}")
-        else:
-            where = ".".join(loc[1:] if len(loc) > 1 and loc[0] == "body" else loc) or "body"
-            parts.append(f"{where}: {e.get('msg', 'invalid')}")
-        detail.append({"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))})
-    return "; ".join(parts), detail
-
-
-class IngressMetrics:
-    """Request counters and latency of the ingress (Serve adds deployment, replica and application tags)."""
-
-    def __init__(self) -> None:
-        from ray.serve import metrics
-
-        self.requests = metrics.Counter("bigbird_serve_requests", description="HTTP requests by route and status",
-                                        tag_keys=("route", "status"))
-        self.errors = metrics.Counter("bigbird_serve_errors", description="HTTP error answers by route and status",
-                                      tag_keys=("route", "status"))
-        self.latency = metrics.Histogram(
-            "bigbird_serve_request_latency_s", description="Seconds from request to answer", tag_keys=("route",),
-            boundaries=[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
-
-    def record(self, route: str, status: int, seconds: float) -> None:
-        tags = {"route": route, "status": str(status)}
-        self.requests.inc(tags=tags)
-        if status >= 400:
-            self.errors.inc(tags=tags)
-        self.latency.observe(seconds, tags={"route": route})
-
-
-class BodyTimeout(Exception):
-    """The client did not send its whole body within the body deadline."""
-
-
-class Guard:
-    """ASGI middleware: request id, body limits, metrics, and a JSON 500 with the request id for anything the
-    routes did not handle.
-
-    Body limits: its size (Content-Length and bytes read; 413), a deadline for receiving it (408), and a bound
-    on bodies read at once (503 with Retry-After), so slow or stalled uploads cannot hold every slot of the
-    ingress while good requests wait.
-
-    The Serve proxy sets ``x-request-id`` on the request and echoes it as ``X-Request-ID``; without a
-    proxy (another ASGI server) this middleware makes one and sets the header itself.
-    """
-
-    def __init__(self, app: Any, *, max_body_bytes: int, routes: set[str], metrics: IngressMetrics,
-                 body_timeout_s: float = 10.0, max_body_reads: int = 256, retry_after_s: int = 1) -> None:
-        self.app, self.max_body_bytes, self.routes, self.metrics = app, max_body_bytes, routes, metrics
-        self.body_timeout_s, self.retry_after_s = body_timeout_s, retry_after_s
-        self.max_body_reads, self.reading = max_body_reads, 0
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        headers = Headers(scope=scope)
-        request_id = headers.get("x-request-id")
-        own_id = request_id is None
-        request_id = request_id or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        status = {"code": 500, "started": False}
-
-        async def send_tracked(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status.update(code=message["status"], started=True)
-                if own_id:
-                    MutableHeaders(scope=message).append("X-Request-ID", request_id)
-            await send(message)
-
-        route = scope.get("path", "")[len(scope.get("root_path", "")):] or "/"
-        route = route if route in self.routes else "other"
-        try:
-            if self.reading >= self.max_body_reads:
-                await error_response(503, f"server overloaded: {self.reading} request bodies are being received; "
-                                     "retry later",
-                                     request_id, retry_after=self.retry_after_s)(scope, receive, send_tracked)
-                return
-            self.reading += 1
-            try:
-                body = await asyncio.wait_for(self.read_body(headers, receive), self.body_timeout_s)
-            except asyncio.TimeoutError:
-                await error_response(408, f"request body not received within {self.body_timeout_s:g} s",
-                                     request_id)(scope, receive, send_tracked)
-                return
-            finally:
-                self.reading -= 1
-            if body is None:
-                await error_response(413, f"request body exceeds the limit of {self.max_body_bytes} bytes",
-                                     request_id)(scope, receive, send_tracked)
-                return
-            await self.app(scope, replay(body, receive), send_tracked)
-        except Exception:
-            logger.exception("request %s failed", request_id)
-            if not status["started"]:
-                await error_response(500, "internal server error", request_id)(scope, receive, send_tracked)
-        finally:
-            self.metrics.record(route, int(status["code"]), time.perf_counter() - start)
-
-    async def read_body(self, headers: Headers, receive: Any) -> bytes | None:
-        """The whole body, or None once it is known to exceed the limit (declared or actual size)."""
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return None
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return b"".join(chunks)
-
-
-def replay(body: bytes, receive: Any) -> Any:
-    """A ``receive`` that gives the already read body once, then defers to the real one (disconnects)."""
-    sent = False
-
-    async def receive_again() -> dict:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return receive_again
-
-
 @serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0})  # parses JSON, awaits: no CPU kept
 @serve.ingress()
 class Ingress:
@@ -242,13 +73,20 @@ class Ingress:
         model: Handle of the :class:`serve.model.TaskModel` deployment.
         limits: :class:`serve.settings.Limits` as a dict.
         card: What ``GET /v1/models`` reports about the model.
+        keys: API keys every route but ``/healthz`` requires (from ``BIGBIRD_API_KEY`` where the application
+            was built), on top of those of ``limits["api_keys_file"]``; none of either: the service is open.
     """
 
-    def __init__(self, model: DeploymentHandle, limits: dict[str, Any], card: dict[str, Any]) -> None:
+    def __init__(self, model: DeploymentHandle, limits: dict[str, Any], card: dict[str, Any],
+                 keys: list[str] | None = None) -> None:
         self.model = model
         self.limits = Limits.model_validate(limits)
         self.card = ModelCard.model_validate(card)
         self.metrics = IngressMetrics()
+        self.keys = KeyCheck(list(keys or ()), self.limits.api_keys_file)
+        if not self.keys.enabled:
+            logger.warning("no API keys configured (BIGBIRD_API_KEY, api_keys_file): the service is open to "
+                           "anyone who reaches its port")
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return create_api(self)
@@ -354,7 +192,7 @@ def create_api(ingress: Ingress) -> FastAPI:
         return ModelList(data=[card])
 
     limits = ingress.limits
-    api.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, metrics=ingress.metrics,
+    api.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, metrics=ingress.metrics, keys=ingress.keys,
                        routes={"/", path, "/healthz", "/v1/models", "/docs", "/redoc", "/openapi.json"},
                        body_timeout_s=limits.body_timeout_s, max_body_reads=limits.max_body_reads,
                        retry_after_s=limits.retry_after_s)
@@ -416,10 +254,15 @@ def build_application(settings: ServeSettings, *, model_class: type = TaskModel)
         model_class: The model deployment's class (tests pass a subclass that injects failures).
 
     Raises:
-        ValueError: If the model cannot be read or does not fit the settings.
+        ValueError: If the model cannot be read or does not fit the settings, or ``api_keys_file`` cannot be
+            read.
     """
     settings, card = resolve_model(settings)
+    keys = env_keys()
+    KeyCheck(keys, settings.api_keys_file)  # an unreadable keys file fails here, before anything is deployed
+    num_cpus = settings.replica_cpus(largest_node_cpus())
+    settings = settings.model_copy(update={"num_cpus": num_cpus})  # the replica counts its threads from it
     model = serve.deployment(model_class, name="TaskModel").options(**settings.replica_options())
     ingress = Ingress.options(num_replicas=settings.ingress_replicas,
                               max_ongoing_requests=settings.ingress_max_ongoing_requests)
-    return ingress.bind(model.bind(settings.model_dump()), settings.limits(), card)
+    return ingress.bind(model.bind(settings.model_dump()), settings.limits(), card, keys)

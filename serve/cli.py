@@ -57,6 +57,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
                    help="weight dtype (default: the checkpoint's; float16 needs --num-gpus > 0)")
     p.add_argument("--quantize", choices=("int8",), help="int8: dynamic int8 linear layers (CPU replicas)")
+    p.add_argument("--num-cpus", type=float, dest="num_cpus",
+                   help="CPUs per model replica; it runs that many torch threads (at most the CPUs its process may "
+                        "use). Default: one CPU replica gets all the CPUs of the largest node (this machine's "
+                        "when it starts its own Ray); several replicas, autoscaling or a GPU replica get 1 each")
+    p.add_argument("--api-key-file", dest="api_keys_file",
+                   help="file of API keys, one a line, re-read when it changes (at most once a second): every "
+                        "route but /healthz then requires 'Authorization: Bearer <key>'; BIGBIRD_API_KEY in the "
+                        "environment adds one key. A key itself never goes on the command line")
     p.add_argument("--config", help="YAML settings file or Serve config file")
     p.add_argument("--address", help="Ray cluster to join (e.g. auto or ray://host:10001); default: RAY_ADDRESS "
                                      "if set, else start one")
@@ -74,7 +82,8 @@ def settings_from(args: argparse.Namespace) -> Any:
     from serve.settings import make_settings, read_yaml
 
     values: dict[str, Any] = read_yaml(args.config) if args.config else {}
-    for key in ("model", "task", "host", "port", "replicas", "num_gpus", "dtype", "quantize"):
+    for key in ("model", "task", "host", "port", "replicas", "num_gpus", "num_cpus", "api_keys_file", "dtype",
+                "quantize"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if "model" not in values:
@@ -170,10 +179,14 @@ def serve_until_stopped(settings: Any, address: str, state: dict[str, bool], *, 
         lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
         print(f"bigbird serve: error: {type(cause).__name__}: {lines[-1] if lines else ''}", file=sys.stderr)
         return 1
+    from serve.auth import env_keys
+
+    keys = "API keys required" if env_keys() or settings.api_keys_file else "open: no API keys"
     prefix = "" if settings.route_prefix == "/" else settings.route_prefix
     url = f"http://{settings.host}:{settings.port}{prefix}"
     print(f"serving {settings.model} ({settings.task}) at {url}/v1/{settings.task}  docs: {url}/docs  "
-          f"metrics: {' '.join(metrics_urls(local_only=True)) or '(none exported)'}  (Ctrl-C to stop)", flush=True)
+          f"metrics: {' '.join(metrics_urls(local_only=True)) or '(none exported)'}  ({keys}; Ctrl-C to stop)",
+          flush=True)
     while True:
         time.sleep(3600)  # a stop signal raises Stop here
 

@@ -18,6 +18,28 @@ import threading
 REFRESH_S = 2.0  # well below the agent's gauge lifetime (2 report intervals, at least 2 s)
 
 
+class IngressMetrics:
+    """Request counters and latency of the ingress (Serve adds deployment, replica and application tags)."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self.requests = metrics.Counter("bigbird_serve_requests", description="HTTP requests by route and status",
+                                        tag_keys=("route", "status"))
+        self.errors = metrics.Counter("bigbird_serve_errors", description="HTTP error answers by route and status",
+                                      tag_keys=("route", "status"))
+        self.latency = metrics.Histogram(
+            "bigbird_serve_request_latency_s", description="Seconds from request to answer", tag_keys=("route",),
+            boundaries=[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+
+    def record(self, route: str, status: int, seconds: float) -> None:
+        tags = {"route": route, "status": str(status)}
+        self.requests.inc(tags=tags)
+        if status >= 400:
+            self.errors.inc(tags=tags)
+        self.latency.observe(seconds, tags={"route": route})
+
+
 class ModelMetrics:
     """Batch metrics of a model replica (Ray Serve adds deployment, replica and application tags).
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from ray import serve
 
+from serve.cpus import replica_threads, usable_cpus
 from serve.metrics import ModelMetrics
 from serve.schemas import WINDOW_PARAMS as TASK_WINDOW_PARAMS
 from serve.settings import ServeSettings
@@ -58,11 +59,17 @@ class TaskModel:
     """
 
     def __init__(self, settings: dict[str, Any]) -> None:
+        import torch
+
         from bigbird.tasks import load
 
         s = ServeSettings.model_validate(settings)
         assert s.task is not None, "build_app resolves the task before deploying"
         self.settings = s
+        assigned = assigned_cpus()
+        if assigned is not None:  # a replica (a TaskModel built in a test's driver leaves its threads alone)
+            torch.set_num_threads(replica_threads(assigned, usable_cpus()))
+        self.threads = torch.get_num_threads()
         device = "cuda" if s.num_gpus > 0 else "cpu"  # the loader refuses cuda where the replica sees none
         self.pipe = load(s.task, s.model, device=device, dtype=s.dtype, quantize=s.quantize, revision=s.revision,
                          batch_size=s.forward_batch_size, max_length=s.max_length, stride=s.stride,
@@ -73,7 +80,7 @@ class TaskModel:
         self.scoring_since: float | None = None  # monotonic start of the scoring pass under way
         self.suspect: str | None = None  # the last internal scoring failure, until the probe passes again
         self.probe = make_probe(self.pipe)  # tokenized once: a tiny known-good input
-        logger.info("loaded %s for %s on %s", s.model, s.task, device)
+        logger.info("loaded %s for %s on %s (%d torch threads)", s.model, s.task, device, self.threads)
 
     def ready(self) -> str:
         """The served task, once the model is loaded (what the ingress's health check awaits)."""
@@ -250,6 +257,15 @@ class TaskModel:
         logger.error("request %s failed", job.request_id, exc_info=error)
         self.suspect = f"{type(error).__name__}: {error}"  # the next health check probes the model
         return Outcome(500, error="internal error while scoring", tokens=job.tokens)
+
+
+def assigned_cpus() -> float | None:
+    """The CPUs Ray assigned to this replica (None outside a Ray worker)."""
+    import ray
+
+    if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+        return None
+    return ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
 
 
 def make_probe(pipe: Any) -> Any:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bigbird import settings_io
 from bigbird.tasks.spec import DEFAULT_STRIDE
+from serve.cpus import default_num_cpus
 
 MiB = 1024 * 1024
 
@@ -37,6 +38,7 @@ class Limits(BaseModel):
     retry_after_s: int
     body_timeout_s: float = 10.0
     max_body_reads: int = 256
+    api_keys_file: str | None = None
 
 
 class AutoscalingSettings(BaseModel):
@@ -68,7 +70,8 @@ class ServeSettings(BaseModel):
         route_prefix, app_name: Where and under which name the application runs.
         replicas: Fixed number of model replicas (exclusive with ``autoscaling``).
         autoscaling: min/max replicas and target ongoing requests per replica.
-        num_gpus, num_cpus: Resources of each model replica.
+        num_gpus, num_cpus: Resources of each model replica. ``num_cpus`` unset: all the CPUs of the largest
+            node for one fixed CPU replica, else 1 (:mod:`serve.cpus`); the replica runs that many torch threads.
         max_ongoing_requests: Requests a model replica holds at once (at least ``max_batch_size``).
         max_queued_requests: Requests waiting per caller before Serve rejects them (503).
         max_batch_size, batch_wait_timeout_s: ``@serve.batch`` parameters.
@@ -86,6 +89,9 @@ class ServeSettings(BaseModel):
         health_check_period_s, health_check_timeout_s: How often Serve calls a model replica's
             ``check_health`` and how long it waits for it (three failures in a row: the replica is replaced).
         stuck_after_s: A scoring pass running longer than this fails the health check (a hung replica).
+        api_keys_file: A file of API keys, one a line (:mod:`serve.auth`), re-read when it changes; with it (or
+            ``BIGBIRD_API_KEY`` in the environment) every route but ``/healthz`` requires
+            ``Authorization: Bearer <key>``. A key itself is never a setting (settings show in ``serve status``).
     """
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -102,7 +108,7 @@ class ServeSettings(BaseModel):
     replicas: int = Field(1, ge=1)
     autoscaling: AutoscalingSettings | None = None
     num_gpus: float = Field(default_factory=_default_num_gpus, ge=0)
-    num_cpus: float = Field(1.0, ge=0)
+    num_cpus: float | None = Field(None, ge=0)
     max_ongoing_requests: int = Field(32, ge=1)
     max_queued_requests: int = Field(64, ge=0)
     max_batch_size: int = Field(16, ge=1)
@@ -122,6 +128,7 @@ class ServeSettings(BaseModel):
     health_check_period_s: float = Field(10.0, gt=0)
     health_check_timeout_s: float = Field(30.0, gt=0)
     stuck_after_s: float = Field(300.0, gt=0)
+    api_keys_file: str | None = Field(None, min_length=1)
 
     @field_validator("task")
     @classmethod
@@ -131,6 +138,12 @@ class ServeSettings(BaseModel):
         from bigbird.tasks import task_class
 
         return task_class(task).task  # resolves aliases; ValueError lists the known tasks
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _absolute(cls, path: str | None) -> str | None:
+        # The ingress replica reads it, in a process whose working directory may differ from this one's.
+        return None if path is None else str(Path(path).expanduser().resolve())
 
     @field_validator("route_prefix")
     @classmethod
@@ -172,14 +185,22 @@ class ServeSettings(BaseModel):
         """What the ingress needs: body size and deadline, concurrent body reads, timeout and Retry-After."""
         return {"max_body_bytes": self.max_body_bytes, "request_timeout_s": self.request_timeout_s,
                 "retry_after_s": self.retry_after_s, "body_timeout_s": self.body_timeout_s,
-                "max_body_reads": self.max_body_reads}
+                "max_body_reads": self.max_body_reads, "api_keys_file": self.api_keys_file}
 
-    def replica_options(self) -> dict[str, Any]:
-        """Ray Serve options of the model deployment."""
+    def replica_cpus(self, node_cpus: float | None) -> float:
+        """``num_cpus`` of a model replica: the setting, else :func:`serve.cpus.default_num_cpus`."""
+        if self.num_cpus is not None:
+            return self.num_cpus
+        return default_num_cpus(node_cpus=node_cpus, replicas=self.replicas, autoscaling=self.autoscaling is not None,
+                                num_gpus=self.num_gpus)
+
+    def replica_options(self, node_cpus: float | None = None) -> dict[str, Any]:
+        """Ray Serve options of the model deployment (``node_cpus``: the largest node's, for the default
+        ``num_cpus``)."""
         scaling: dict[str, Any] = {"num_replicas": self.replicas}
         if self.autoscaling is not None:
             scaling = {"autoscaling_config": self.autoscaling.model_dump()}
-        return {"ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+        return {"ray_actor_options": {"num_cpus": self.replica_cpus(node_cpus), "num_gpus": self.num_gpus},
                 "max_ongoing_requests": self.max_ongoing_requests,
                 "max_queued_requests": self.max_queued_requests, "health_check_period_s": self.health_check_period_s,
                 "health_check_timeout_s": self.health_check_timeout_s, **scaling}
