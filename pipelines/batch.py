@@ -27,8 +27,8 @@ from bigbird import settings_io
 from bigbird.commands import UsageError, fail
 from bigbird.paths import resolve_path
 from bigbird.tasks.spec import DEFAULT_STRIDE
-from pipelines import manifest, stages
-from pipelines.inputs import JobPlan, plan_job, scan_input
+from pipelines import lease, manifest, stages
+from pipelines.inputs import JobPlan, check_job, plan_job, plan_output, scan_input
 from pipelines.progress import Progress, follow
 from pipelines.settings import BATCH_TASKS, BatchSettings
 
@@ -100,11 +100,21 @@ def run(settings: BatchSettings, report: Callable[[str], None] | None = None) ->
     report = report or (lambda line: print(f"bigbird batch: {line}", file=sys.stderr, flush=True))
     # Resolved on the driver: workers of a running cluster have other working directories.
     settings = with_resolved_paths(settings)
-    job = plan_job(settings)
-    progress = Progress(total=sum(p.rows for p in job.parts), skipped=job.skipped)
-    if job.parts:
-        _execute(settings, job, progress, report)
-        report(progress.line())
+    checked = check_job(settings)
+    fs, root = stages.filesystem(settings.output, settings.storage)
+    held = lease.Lease(lease.store_for(fs, root, settings.output, settings.storage), settings.output,
+                       report=report)
+    held.acquire()  # before the folder is read: one job plans and writes it at a time
+    try:
+        held.start()
+        job = plan_output(settings, checked)
+        progress = Progress(total=sum(p.rows for p in job.parts), skipped=job.skipped)
+        if job.parts:
+            _execute(settings, job, progress, report, held)
+            held.check()
+            report(progress.line())
+    finally:
+        held.release()
     return JobStats(records=progress.records, errors=progress.errors, tokens=progress.tokens,
                     padding_tokens=progress.padding_tokens, skipped=job.skipped,
                     seconds=time.perf_counter() - start)
@@ -120,7 +130,8 @@ def stage_remote_args(settings: BatchSettings) -> dict[str, Any]:
     return {"runtime_env": env} if env else {}
 
 
-def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: Callable[[str], None]) -> None:
+def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: Callable[[str], None],
+             held: lease.Lease) -> None:
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -137,14 +148,18 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
     need = {"actors": actors, "actor_cpus": actor_cpus, "actor_gpus": num_gpus}
     check_resources(ray.cluster_resources(), **need)
     common = {"model": settings.model, "task": settings.task, "max_length": job.max_length, "stride": settings.stride}
-    items = [{"file": p.file, "path": p.path, "start": p.start, "stop": p.stop} for p in job.parts]
+    items = [{"file": u[0].file, "path": u[0].path, "starts": [p.start for p in u], "stops": [p.stop for p in u]}
+             for u in job.units]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # Each prepared block its own Ray block, handed on as soon as it is yielded (a read unit yields many):
+    # below Ray's default target of 128 MiB, a unit's blocks would wait to fill one.
+    ds.context.target_max_block_size = 1
     remote = stage_remote_args(settings)  # the storage options: in the filesystem objects and the runtime env
     ds = ds.map_batches(stages.prepare_blocks, batch_format="pyarrow", batch_size=1, **remote, fn_kwargs={
         **common, "config": job.config, "input_uri": settings.input, "id_column": settings.id_column,
         "text_column": settings.text_column, "question_column": settings.question_column,
         "question": settings.question, "offset_column": settings.offset_column, "keep_columns": tuple(settings.kept),
-        "storage": settings.storage})
+        "storage": settings.storage, "lease_token": held.token})
     ds = ds.map_batches(
         stages.Scorer, batch_format="pyarrow", batch_size=1, compute=ActorPoolStrategy(size=actors),
         num_gpus=num_gpus, num_cpus=actor_cpus, **remote,
@@ -152,13 +167,21 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
                                "threads": settings.threads, "actors": actors,
                                "params": job.params, "schema": job.schema, "output_uri": settings.output,
                                "storage": settings.storage})
-    follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=_watchdog(ray, **need))
+    watchdog = _watchdog(ray, **need)
+
+    def check() -> None:
+        held.check()
+        watchdog()
+
+    follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=check)
 
 
 EXAMPLE = f"""output folder:
   The job writes {manifest.MANIFEST} (its settings and input files) and one part-*.parquet per block; re-runs
   resume from those only. It refuses an --output holding other parquet files (never deleting or skipping
-  them); --no-resume replaces only its own part files.
+  them); --no-resume replaces only its own part files. One job writes a folder at a time: a job holds
+  its lease ({lease.LEASE}, renewed every {lease.RENEW_S:.0f} s, removed at the end); another job refuses it,
+  naming the holder, until it is released or not renewed for {lease.TTL_S:.0f} s (a killed job: taken over).
 
 examples:
   bigbird batch --task text-classification --model models/rrna16s-phylum \\
