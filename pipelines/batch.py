@@ -27,7 +27,7 @@ from bigbird import settings_io
 from bigbird.commands import UsageError, fail
 from bigbird.paths import resolve_path
 from bigbird.tasks.spec import DEFAULT_STRIDE
-from pipelines import lease, manifest, stages
+from pipelines import errors, lease, manifest, stages
 from pipelines.inputs import JobPlan, check_job, plan_job, plan_output, scan_input
 from pipelines.progress import Progress, follow
 from pipelines.settings import BATCH_TASKS, BatchSettings
@@ -104,8 +104,9 @@ def run(settings: BatchSettings, report: Callable[[str], None] | None = None) ->
     fs, root = stages.filesystem(settings.output, settings.storage)
     held = lease.Lease(lease.store_for(fs, root, settings.output, settings.storage), settings.output,
                        report=report)
-    held.acquire()  # before the folder is read: one job plans and writes it at a time
+    job, progress = None, None
     try:
+        held.acquire()  # before the folder is read: one job plans and writes it at a time
         held.start()
         job = plan_output(settings, checked)
         progress = Progress(total=sum(p.rows for p in job.parts), skipped=job.skipped)
@@ -113,11 +114,29 @@ def run(settings: BatchSettings, report: Callable[[str], None] | None = None) ->
             _execute(settings, job, progress, report, held)
             held.check()
             report(progress.line())
+    except Exception as e:
+        found = errors.find_io_error(e)
+        if found is None:
+            raise
+        raise errors.job_io_error(*found, **_kept(fs, root, job, progress, checked.scan.rows)) from e
     finally:
         held.release()
     return JobStats(records=progress.records, errors=progress.errors, tokens=progress.tokens,
                     padding_tokens=progress.padding_tokens, skipped=job.skipped,
                     seconds=time.perf_counter() - start)
+
+
+def _kept(fs: Any, root: str, job: JobPlan | None, progress: Progress | None, total: int) -> dict[str, Any]:
+    """The records a failed job keeps: those its run wrote and earlier runs had (once it planned), else the
+    part files in the output folder; None if neither can be known."""
+    if job is not None and progress is not None:
+        return {"kept": job.skipped + progress.records, "total": total}
+    try:
+        folder = manifest.inspect(fs, root)
+    except Exception:  # the folder itself is what failed
+        return {"kept": None, "total": total}
+    extra = set(manifest.settle_overlaps(folder.parts))
+    return {"kept": sum(b - a for n, (_, a, b) in folder.parts.items() if n not in extra), "total": total}
 
 
 def stage_remote_args(settings: BatchSettings) -> dict[str, Any]:

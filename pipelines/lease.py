@@ -37,6 +37,8 @@ from typing import Any, Protocol
 
 import pyarrow.fs as pafs
 
+from pipelines import errors
+
 LEASE = "_bigbird_batch.lease"
 TTL_S = 60.0  # a lease not renewed for this long belongs to a dead job
 RENEW_S = 10.0
@@ -117,11 +119,13 @@ class LocalStore:
         self.path = path
 
     def create(self, data: bytes) -> Any:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return None
+        except OSError as e:
+            raise errors.WriteError(self.path, e) from e
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -189,7 +193,7 @@ class S3Store:
             code = e.response.get("Error", {}).get("Code", "")
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409", "404"):
                 return None
-            raise
+            raise errors.WriteError(f"s3://{self.bucket}/{self.key}", OSError(f"{code}: {e}")) from e
         return done["ETag"]
 
     def create(self, data: bytes) -> Any:
@@ -394,12 +398,17 @@ class Lease:
         self._thread.start()
 
     def release(self) -> None:
-        """Stop renewing and delete the lease if it is still this job's."""
+        """Stop renewing and delete the lease if it is still this job's (a failure to is reported, not raised:
+        the job's own error, if any, is the one to see; the lease then expires after ``ttl``)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         if self.lost is None and self.version is not None:
-            self.store.delete(self.version)
+            try:
+                self.store.delete(self.version)
+            except Exception as e:
+                self.report(f"could not remove the lease of output {self.output!r} (it expires in {self.ttl:.0f} "
+                            f"s): {type(e).__name__}: {e}")
         self.version = None
 
 

@@ -29,7 +29,7 @@ from bigbird.tasks.base import Encoded, Prepared, TaskPipeline
 from bigbird.windows import RecordError, padded_length
 from jobs import storage as object_storage
 from jobs.settings import StorageSettings
-from pipelines import arrow_windows, lease, manifest
+from pipelines import arrow_windows, errors, lease, manifest
 
 STATS = pa.schema([("name", pa.string()), ("records", pa.int64()), ("errors", pa.int64()), ("tokens", pa.int64()),
                    ("padding_tokens", pa.int64())])
@@ -61,6 +61,12 @@ def filesystem(uri: str, storage: StorageSettings | None = None) -> tuple[pafs.F
         if fs is not None:
             return fs, inner
     return pafs.FileSystem.from_uri(uri)
+
+
+def display_uri(fs: pafs.FileSystem, path: str) -> str:
+    """A path inside ``fs`` as the user would write it (``s3://bucket/key``, a local path)."""
+    scheme = {"s3": "s3://", "gcs": "gs://"}.get(fs.type_name, "")
+    return f"{scheme}{path}"
 
 
 def read_blocks(fs: pafs.FileSystem, path: str, ranges: list[tuple[int, int]],
@@ -258,8 +264,11 @@ class Scorer:
         """Write under a hidden temporary name, then rename: a result file present is a complete one; with the
         job's lease ``token``, renamed only while the folder's lease is still that job's (else deleted)."""
         final, temp = f"{self.root}/{name}", f"{self.root}/{manifest.temp_name(name)}"
-        with self.fs.open_output_stream(temp) as f:
-            pq.write_table(table, f)
+        try:
+            with self.fs.open_output_stream(temp) as f:
+                pq.write_table(table, f)
+        except OSError as e:  # named here, where the URI is known; the driver makes it its one line
+            raise errors.WriteError(display_uri(self.fs, final), e) from e
         if token is not None:
             try:
                 lease.verify(self.fs, self.root, token)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from jobs.settings import StorageSettings
-from pipelines import batch, lease, manifest, stages
+from pipelines import batch, errors, lease, manifest, stages
 from pipelines.settings import BatchSettings
 from tests.helpers import SPM_LINES
 
@@ -187,3 +188,43 @@ def test_job_writes_and_resumes_on_object_storage_from_the_command_line(task_mod
         assert json.loads(f.read())["input"]
     ids = pa.concat_tables(pq.read_table(f"results/run/{n}", filesystem=fs) for n in parts).column("id")
     assert sorted(ids.to_pylist()) == sorted(f"doc-{i}" for i in range(RECORDS))
+
+
+def test_a_missing_output_bucket_is_one_line(task_models, s3, monkeypatch):
+    endpoint, _ = s3
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    settings = BatchSettings(task="text-classification", model=str(task_models["text-classification"]),
+                             input="s3://corpus/docs", output="s3://no-such-bucket/run", stride=32,
+                             storage=StorageSettings(endpoint=endpoint, region="us-east-1"))
+    with pytest.raises(errors.JobIOError) as e:
+        batch.run(settings, report=lambda line: None)
+    assert str(e.value) == (f"cannot write s3://no-such-bucket/run/{lease.LEASE}: the bucket does not exist; 0 of "
+                            f"{RECORDS} records are kept in the output folder; re-run the same command to score "
+                            f"the other {RECORDS}")
+
+
+def test_a_bucket_lost_mid_job_is_one_line_naming_the_part(ray_cluster, task_models, s3, monkeypatch):
+    endpoint, fs = s3
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    fs.create_dir("doomed")
+    execute = batch._execute
+
+    def losing_the_bucket(*args, **kwargs):  # after planning (lease and manifest written), before any block
+        admin = pafs.S3FileSystem(**{**s3_options(fs), "allow_bucket_deletion": True})
+        admin.delete_dir("doomed")
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "_execute", losing_the_bucket)
+    lines: list[str] = []
+    settings = BatchSettings(task="text-classification", model=str(task_models["text-classification"]),
+                             input="s3://corpus/docs", output="s3://doomed/run", stride=32, block_records=8,
+                             storage=StorageSettings(endpoint=endpoint, region="us-east-1"))
+    with pytest.raises(errors.JobIOError) as e:
+        batch.run(settings, report=lines.append)
+    text = str(e.value)
+    assert re.fullmatch(rf"cannot write s3://doomed/run/part-00000-\d{{12}}-\d{{12}}\.parquet: the bucket does not "
+                        rf"exist; 0 of {RECORDS} records are kept in the output folder; re-run the same command to "
+                        rf"score the other {RECORDS}", text), text
+    assert "\n" not in text and len(text) < 300
