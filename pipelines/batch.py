@@ -14,6 +14,8 @@ machine is started) or on a cluster with --address / ray job submit --working-di
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 import time
@@ -27,7 +29,7 @@ from bigbird import settings_io
 from bigbird.commands import UsageError, fail
 from bigbird.paths import resolve_path
 from bigbird.tasks.spec import DEFAULT_STRIDE
-from pipelines import errors, lease, manifest, stages
+from pipelines import console, errors, lease, manifest, stages
 from pipelines.inputs import JobPlan, check_job, plan_job, plan_output, scan_input
 from pipelines.progress import Progress, follow
 from pipelines.settings import BATCH_TASKS, BatchSettings
@@ -155,11 +157,12 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
     from ray.data import ActorPoolStrategy
 
     if not ray.is_initialized():
+        level = {} if settings.verbose else {"logging_level": logging.WARNING}  # no "Started a local Ray" line
         if settings.address or os.environ.get("RAY_ADDRESS"):  # a cluster named, or `ray job submit`'s
-            ray.init(address=settings.address, include_dashboard=False, log_to_driver=True)
+            ray.init(address=settings.address, include_dashboard=False, log_to_driver=True, **level)
         else:  # a new local cluster (not another one running here); 2 CPUs at least so 1-core hosts still run
             ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
-                     log_to_driver=True)
+                     log_to_driver=True, **level)
     gpus = ray.cluster_resources().get("GPU", 0)
     num_gpus = settings.num_gpus if settings.num_gpus is not None else (1 if gpus else 0)
     actors = settings.actors or (max(1, int(gpus // num_gpus)) if num_gpus else 1)
@@ -173,6 +176,8 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
     # Each prepared block its own Ray block, handed on as soon as it is yielded (a read unit yields many):
     # below Ray's default target of 128 MiB, a unit's blocks would wait to fill one.
     ds.context.target_max_block_size = 1
+    if not settings.verbose:
+        console.quiet_dataset(ds)
     remote = stage_remote_args(settings)  # the storage options: in the filesystem objects and the runtime env
     ds = ds.map_batches(stages.prepare_blocks, batch_format="pyarrow", batch_size=1, **remote, fn_kwargs={
         **common, "config": job.config, "input_uri": settings.input, "id_column": settings.id_column,
@@ -192,7 +197,8 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
         held.check()
         watchdog()
 
-    follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=check)
+    with contextlib.nullcontext() if settings.verbose else console.quiet():
+        follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=check)
 
 
 EXAMPLE = f"""output folder:
@@ -256,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None,
                    help="score every record again, replacing the job's own earlier results")
     p.add_argument("--limit", type=int, help="only the first N records")
+    p.add_argument("--verbose", action="store_true", default=None,
+                   help="also Ray Data's progress bars and Ray's own log lines (default: ours only)")
     return p
 
 

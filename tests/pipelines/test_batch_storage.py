@@ -177,6 +177,8 @@ def test_job_writes_and_resumes_on_object_storage_from_the_command_line(task_mod
         if job.poll() is None:
             job.kill()
     assert job.returncode == 0, stderr[-3000:]
+    ours = [line for line in stderr.splitlines() if line.strip()]
+    assert all(line.startswith("bigbird batch: ") for line in ours), stderr[-3000:]  # Ray's console is off
     summaries = [line for line in stdout.splitlines() if line.startswith("bigbird batch: done:")]
     assert summaries[0].startswith(f"bigbird batch: done: records {RECORDS} (skipped 0 already done), errors 0")
     assert summaries[1].startswith(f"bigbird batch: done: records 0 (skipped {RECORDS} already done)")
