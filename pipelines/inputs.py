@@ -7,15 +7,16 @@ import bisect
 import functools
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from pipelines import manifest, stages
+from pipelines import ids, manifest, stages
 from pipelines.settings import BatchSettings
 
 
@@ -92,20 +93,31 @@ def check_ids(settings: BatchSettings, rows: int) -> None:
     """
     fs, path = stages.filesystem(settings.input, settings.storage)
     dataset = pads.dataset(path, filesystem=fs, format="parquet")
-    ids = dataset.head(rows, columns=[settings.id_column]).column(0) if rows else pa.chunked_array([], pa.null())
-    nulls = ids.null_count
+    id_type = dataset.schema.field(settings.id_column).type
+
+    def batches() -> Iterator[pa.Array]:  # the first ``rows`` ids, streamed page by page (:mod:`pipelines.ids`)
+        left = rows
+        for file in dataset.files:  # the scanner's readahead would buffer whole row groups of several files
+            for batch in pq.ParquetFile(file, filesystem=fs).iter_batches(batch_size=65_536,
+                                                                          columns=[settings.id_column]):
+                if left <= 0:
+                    return
+                column = batch.column(0)[:left]
+                left -= len(column)
+                yield column
+
     try:
-        counts = pc.value_counts(ids.drop_null())
-    except pa.ArrowNotImplementedError as e:
-        raise ValueError(f"input {settings.input!r}: id column {settings.id_column!r} has type {ids.type}, which "
+        found = ids.count_ids(batches(), rows, id_type)
+    except TypeError as e:
+        raise ValueError(f"input {settings.input!r}: id column {settings.id_column!r} has type {id_type}, which "
                          f"cannot serve as an id; use strings or integers") from e
-    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
-    if nulls or len(repeated):
-        examples = ", ".join(repr(v) for v in repeated.field("values")[:3].to_pylist())
-        extra = f"{len(repeated)} id(s) appear more than once, {pc.sum(repeated.field('counts')).as_py()} " \
-                f"records in all (e.g. {examples})" if len(repeated) else "no id repeats"
-        raise ValueError(f"input {settings.input!r}, column {settings.id_column!r}: {nulls} record(s) have a null "
-                         f"id and {extra}; every record needs its own id: fix the input or pass another --id-column")
+    if found.nulls or found.repeated:
+        examples = ", ".join(repr(v) for v in found.examples)
+        extra = f"{found.repeated} id(s) appear more than once, {found.repeated_records} records in all (e.g. " \
+                f"{examples})" if found.repeated else "no id repeats"
+        raise ValueError(f"input {settings.input!r}, column {settings.id_column!r}: {found.nulls} record(s) have a "
+                         f"null id and {extra}; every record needs its own id: fix the input or pass another "
+                         f"--id-column")
 
 
 def _rows_per_block(settings: BatchSettings, rows: int, nbytes: int) -> int:
