@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-PARTITION_ROWS = 1_000_000
+PARTITION_ROWS = 250_000
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing's odd multiplier
 
 

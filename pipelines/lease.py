@@ -19,8 +19,9 @@ What each filesystem guarantees (the holder's clock and the taker's are assumed 
   2024, MinIO, moto; a store that ignores the headers degrades to the protocol below).
 - other object stores (``gs://``, or ``s3://`` without botocore): pyarrow's filesystems have no conditional
   put, so a job writes its lease only if none exists, waits ``SETTLE_S``, and holds it only if it reads its own
-  back. Two jobs whose writes land more than ``SETTLE_S`` apart are separated; closer than that, both may
-  write, and resume then keeps each row once (:func:`pipelines.manifest.settle_overlaps`).
+  back: of jobs racing, the last write wins and the others read it back and refuse. It fails only for a job
+  whose check and write are more than ``SETTLE_S`` apart (both may then hold it), and resume then keeps each
+  row once (:func:`pipelines.manifest.settle_overlaps`).
 """
 
 from __future__ import annotations
