@@ -14,6 +14,7 @@ corpus grows.
 
     python benchmarks/bench_scale.py                      # 1x, 4x, 16x: a few minutes on 2 quiet cores
     python benchmarks/bench_scale.py --quick --out /tmp/smoke  # smoke run (tests/test_benchmarks.py)
+    python benchmarks/bench_scale.py --plan-only 20000,200000,2000000  # the driver's planning: peak RSS per size
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -139,6 +141,63 @@ def run_one(corpus: Path, out: Path, *, threads: int, block_records: int, batch_
             "worker_processes": sum(k != "daemon" for k, _ in sampler.peaks.values())}
 
 
+def short_corpus(path: Path, records: int, *, bases: int = 100, files: int = 1) -> None:
+    """``records`` short DNA records (``bases`` each, fresh ids), as ``files`` parquet files under ``path``
+    (pyarrow's default row groups: one per file up to 1 M rows)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    per_file = -(-records // files)
+    for f in range(files):
+        lo, hi = f * per_file, min(records, (f + 1) * per_file)
+        letters = np.frombuffer(b"ACGT", np.uint8)[rng.integers(0, 4, (hi - lo) * bases)]
+        texts = pa.Array.from_buffers(pa.string(), hi - lo, [None, pa.py_buffer(
+            np.arange(0, (hi - lo + 1) * bases, bases, dtype=np.int32)), pa.py_buffer(letters.tobytes())])
+        ids = pa.array([f"read-{i:09d}" for i in range(lo, hi)])
+        pq.write_table(pa.table({"id": ids, "text": texts}), path / f"part-{f:04d}.parquet")
+
+
+def plan_one(corpus: Path, out: Path) -> dict:
+    """The driver's work before Ray starts (checks, id count, planning), in this fresh process: its peak RSS."""
+    import time
+
+    from pipelines import inputs
+    from pipelines.settings import BatchSettings
+
+    start = time.perf_counter()
+    baseline = _vm_hwm_kib(os.getpid()) / 1024
+    job = inputs.plan_job(BatchSettings(task="text-classification", model=str(MODEL), input=str(corpus),
+                                        output=str(out)))
+    import pyarrow as pa
+
+    return {"parts": len(job.parts), "plan_s": time.perf_counter() - start, "import_peak_mib": baseline,
+            "driver_peak_mib": _vm_hwm_kib(os.getpid()) / 1024,
+            "arrow_peak_mib": pa.default_memory_pool().max_memory() / 2**20}
+
+
+def plan_sizes(sizes: list[int], pythonpath: str | None) -> None:
+    """:func:`plan_one` per corpus size, each in a fresh process (``pythonpath`` first: another checkout's
+    ``pipelines`` to compare against)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for records in sizes:
+            corpus = Path(tmp) / f"short-{records}"
+            short_corpus(corpus, records)
+            path = os.pathsep.join(filter(None, [pythonpath, str(ROOT), os.environ.get("PYTHONPATH")]))
+            proc = subprocess.run([sys.executable, __file__, "--plan-one", str(corpus), str(Path(tmp) / f"o{records}")],
+                                  capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}, cwd=ROOT)
+            result = next((json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")),
+                          None)
+            if proc.returncode or result is None:
+                raise SystemExit(f"{records} records failed:\n{proc.stderr[-3000:]}")
+            print(f"{records:,} short records: driver peak RSS {result['driver_peak_mib']:.0f} MiB (after imports "
+                  f"{result['import_peak_mib']:.0f} MiB; Arrow's pool at most {result['arrow_peak_mib']:.0f} MiB), planning {result['plan_s']:.1f} s, {result['parts']:,} "
+                  f"blocks", flush=True)
+            shutil.rmtree(corpus)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| size | records | tokens | blocks | wall s | tokens/s (wall) | tokens/s (steady) | driver peak MiB "
              "| model actor peak MiB | other workers peak MiB | Ray daemons peak MiB |",
@@ -162,7 +221,17 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"), help="folder for scale.{md,json}")
     parser.add_argument("--quick", action="store_true", help="40 genes, no genome, sizes 1 and 2: a smoke run")
     parser.add_argument("--run-one", nargs=2, metavar=("CORPUS", "OUTPUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--plan-only", metavar="RECORDS", help="only the driver's planning (no Ray) over short "
+                        "records, e.g. 20000,200000,2000000: its peak RSS per size")
+    parser.add_argument("--pythonpath", help="with --plan-only: a checkout whose pipelines/ to measure instead")
+    parser.add_argument("--plan-one", nargs=2, metavar=("CORPUS", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plan_one:
+        print("RESULT " + json.dumps(plan_one(Path(args.plan_one[0]), Path(args.plan_one[1]))))
+        return
+    if args.plan_only:
+        plan_sizes([int(s) for s in args.plan_only.split(",")], args.pythonpath)
+        return
     if args.run_one:
         result = run_one(Path(args.run_one[0]), Path(args.run_one[1]), threads=args.threads,
                          block_records=args.block_records, batch_size=args.batch_size)

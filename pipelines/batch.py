@@ -14,6 +14,8 @@ machine is started) or on a cluster with --address / ray job submit --working-di
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 import time
@@ -27,8 +29,8 @@ from bigbird import settings_io
 from bigbird.commands import UsageError, fail
 from bigbird.paths import resolve_path
 from bigbird.tasks.spec import DEFAULT_STRIDE
-from pipelines import manifest, stages
-from pipelines.inputs import JobPlan, plan_job, scan_input
+from pipelines import console, errors, lease, manifest, stages
+from pipelines.inputs import JobPlan, check_job, plan_job, plan_output, scan_input
 from pipelines.progress import Progress, follow
 from pipelines.settings import BATCH_TASKS, BatchSettings
 
@@ -100,14 +102,43 @@ def run(settings: BatchSettings, report: Callable[[str], None] | None = None) ->
     report = report or (lambda line: print(f"bigbird batch: {line}", file=sys.stderr, flush=True))
     # Resolved on the driver: workers of a running cluster have other working directories.
     settings = with_resolved_paths(settings)
-    job = plan_job(settings)
-    progress = Progress(total=sum(p.rows for p in job.parts), skipped=job.skipped)
-    if job.parts:
-        _execute(settings, job, progress, report)
-        report(progress.line())
+    checked = check_job(settings)
+    fs, root = stages.filesystem(settings.output, settings.storage)
+    held = lease.Lease(lease.store_for(fs, root, settings.output, settings.storage), settings.output,
+                       report=report)
+    job, progress = None, None
+    try:
+        held.acquire()  # before the folder is read: one job plans and writes it at a time
+        held.start()
+        job = plan_output(settings, checked)
+        progress = Progress(total=sum(p.rows for p in job.parts), skipped=job.skipped)
+        if job.parts:
+            _execute(settings, job, progress, report, held)
+            held.check()
+            report(progress.line())
+    except Exception as e:
+        found = errors.find_io_error(e)
+        if found is None:
+            raise
+        raise errors.job_io_error(*found, **_kept(fs, root, job, progress, checked.scan.rows)) from e
+    finally:
+        held.release()
     return JobStats(records=progress.records, errors=progress.errors, tokens=progress.tokens,
                     padding_tokens=progress.padding_tokens, skipped=job.skipped,
                     seconds=time.perf_counter() - start)
+
+
+def _kept(fs: Any, root: str, job: JobPlan | None, progress: Progress | None, total: int) -> dict[str, Any]:
+    """The records a failed job keeps: those its run wrote and earlier runs had (once it planned), else the
+    part files in the output folder; None if neither can be known."""
+    if job is not None and progress is not None:
+        return {"kept": job.skipped + progress.records, "total": total}
+    try:
+        folder = manifest.inspect(fs, root)
+    except Exception:  # the folder itself is what failed
+        return {"kept": None, "total": total}
+    extra = set(manifest.settle_overlaps(folder.parts))
+    return {"kept": sum(b - a for n, (_, a, b) in folder.parts.items() if n not in extra), "total": total}
 
 
 def stage_remote_args(settings: BatchSettings) -> dict[str, Any]:
@@ -120,16 +151,18 @@ def stage_remote_args(settings: BatchSettings) -> dict[str, Any]:
     return {"runtime_env": env} if env else {}
 
 
-def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: Callable[[str], None]) -> None:
+def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: Callable[[str], None],
+             held: lease.Lease) -> None:
     import ray
     from ray.data import ActorPoolStrategy
 
     if not ray.is_initialized():
+        level = {} if settings.verbose else {"logging_level": logging.WARNING}  # no "Started a local Ray" line
         if settings.address or os.environ.get("RAY_ADDRESS"):  # a cluster named, or `ray job submit`'s
-            ray.init(address=settings.address, include_dashboard=False, log_to_driver=True)
+            ray.init(address=settings.address, include_dashboard=False, log_to_driver=True, **level)
         else:  # a new local cluster (not another one running here); 2 CPUs at least so 1-core hosts still run
             ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
-                     log_to_driver=True)
+                     log_to_driver=True, **level)
     gpus = ray.cluster_resources().get("GPU", 0)
     on_cpu = settings.device == "cpu" or settings.quantize is not None  # int8 runs on the CPU
     num_gpus = settings.num_gpus if settings.num_gpus is not None else (1 if gpus and not on_cpu else 0)
@@ -139,14 +172,20 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
     check_resources(ray.cluster_resources(), **need)
     common = {"model": settings.model, "task": settings.task, "max_length": job.max_length, "stride": settings.stride,
               "revision": settings.revision}
-    items = [{"file": p.file, "path": p.path, "start": p.start, "stop": p.stop} for p in job.parts]
+    items = [{"file": u[0].file, "path": u[0].path, "starts": [p.start for p in u], "stops": [p.stop for p in u]}
+             for u in job.units]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # Each prepared block its own Ray block, handed on as soon as it is yielded (a read unit yields many):
+    # below Ray's default target of 128 MiB, a unit's blocks would wait to fill one.
+    ds.context.target_max_block_size = 1
+    if not settings.verbose:
+        console.quiet_dataset(ds)
     remote = stage_remote_args(settings)  # the storage options: in the filesystem objects and the runtime env
     ds = ds.map_batches(stages.prepare_blocks, batch_format="pyarrow", batch_size=1, **remote, fn_kwargs={
         **common, "config": job.config, "input_uri": settings.input, "id_column": settings.id_column,
         "text_column": settings.text_column, "question_column": settings.question_column,
         "question": settings.question, "offset_column": settings.offset_column, "keep_columns": tuple(settings.kept),
-        "storage": settings.storage})
+        "storage": settings.storage, "lease_token": held.token})
     ds = ds.map_batches(
         stages.Scorer, batch_format="pyarrow", batch_size=1, compute=ActorPoolStrategy(size=actors),
         num_gpus=num_gpus, num_cpus=actor_cpus, **remote,
@@ -155,13 +194,22 @@ def _execute(settings: BatchSettings, job: JobPlan, progress: Progress, report: 
                                "params": job.params, "schema": job.schema, "output_uri": settings.output,
                                "storage": settings.storage, "device": settings.device, "dtype": settings.dtype,
                                "quantize": settings.quantize})
-    follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=_watchdog(ray, **need))
+    watchdog = _watchdog(ray, **need)
+
+    def check() -> None:
+        held.check()
+        watchdog()
+
+    with contextlib.nullcontext() if settings.verbose else console.quiet():
+        follow(ds.iter_rows, progress, interval=settings.progress_seconds, report=report, check=check)
 
 
 EXAMPLE = f"""output folder:
   The job writes {manifest.MANIFEST} (its settings and input files) and one part-*.parquet per block; re-runs
   resume from those only. It refuses an --output holding other parquet files (never deleting or skipping
-  them); --no-resume replaces only its own part files.
+  them); --no-resume replaces only its own part files. One job writes a folder at a time: a job holds
+  its lease ({lease.LEASE}, renewed every {lease.RENEW_S:.0f} s, removed at the end); another job refuses it,
+  naming the holder, until it is released or not renewed for {lease.TTL_S:.0f} s (a killed job: taken over).
 
 examples:
   bigbird batch --task text-classification --model models/rrna16s-phylum \\
@@ -226,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None,
                    help="score every record again, replacing the job's own earlier results")
     p.add_argument("--limit", type=int, help="only the first N records")
+    p.add_argument("--verbose", action="store_true", default=None,
+                   help="also Ray Data's progress bars and Ray's own log lines (default: ours only)")
     return p
 
 

@@ -3,15 +3,20 @@ columns and ids, the output folder's ownership, and the blocks still to score.""
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 import json
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from pipelines import manifest, stages
+from pipelines import ids, manifest, stages
 from pipelines.settings import BatchSettings
 
 
@@ -24,6 +29,7 @@ class InputScan:
     files: list[tuple[str, int, int]]  # (path, rows, text bytes) per file, in reading order
     names: list[list]  # each file's name relative to the input and its row count, for the manifest
     rows: int  # records the job sees (capped by ``limit``)
+    groups: list[list[int]] = field(default_factory=list)  # rows of each row group, per file
 
 
 @dataclass
@@ -34,6 +40,7 @@ class JobPlan:
     schema: pa.Schema  # the result files' schema
     parts: list[manifest.Part]
     skipped: int  # records an earlier run of the job already wrote
+    units: list[list[manifest.Part]] = field(default_factory=list)  # parts read together (:func:`read_units`)
 
 
 def scan_input(settings: BatchSettings) -> InputScan:
@@ -55,7 +62,7 @@ def scan_input(settings: BatchSettings) -> InputScan:
     if missing:
         raise ValueError(f"input {settings.input!r} has no column(s) {missing}; it has {names}")
     schema = pa.schema([dataset.schema.field(c) for c in wanted])
-    files, rel = [], []
+    files, rel, groups = [], [], []
     left = settings.limit if settings.limit else None
     for frag in dataset.get_fragments():
         meta, physical = frag.metadata, frag.physical_schema
@@ -74,7 +81,8 @@ def scan_input(settings: BatchSettings) -> InputScan:
         name = frag.path[len(path.rstrip("/")) + 1:] if frag.path.startswith(path.rstrip("/") + "/") \
             else frag.path.rsplit("/", 1)[-1]
         rel.append([name, meta.num_rows])
-    return InputScan(wanted, schema, files, rel, sum(r for _, r, _ in files))
+        groups.append([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+    return InputScan(wanted, schema, files, rel, sum(r for _, r, _ in files), groups)
 
 
 def check_ids(settings: BatchSettings, rows: int) -> None:
@@ -85,20 +93,31 @@ def check_ids(settings: BatchSettings, rows: int) -> None:
     """
     fs, path = stages.filesystem(settings.input, settings.storage)
     dataset = pads.dataset(path, filesystem=fs, format="parquet")
-    ids = dataset.head(rows, columns=[settings.id_column]).column(0) if rows else pa.chunked_array([], pa.null())
-    nulls = ids.null_count
+    id_type = dataset.schema.field(settings.id_column).type
+
+    def batches() -> Iterator[pa.Array]:  # the first ``rows`` ids, streamed page by page (:mod:`pipelines.ids`)
+        left = rows
+        for file in dataset.files:  # the scanner's readahead would buffer whole row groups of several files
+            for batch in pq.ParquetFile(file, filesystem=fs).iter_batches(batch_size=65_536,
+                                                                          columns=[settings.id_column]):
+                if left <= 0:
+                    return
+                column = batch.column(0)[:left]
+                left -= len(column)
+                yield column
+
     try:
-        counts = pc.value_counts(ids.drop_null())
-    except pa.ArrowNotImplementedError as e:
-        raise ValueError(f"input {settings.input!r}: id column {settings.id_column!r} has type {ids.type}, which "
+        found = ids.count_ids(batches(), rows, id_type)
+    except TypeError as e:
+        raise ValueError(f"input {settings.input!r}: id column {settings.id_column!r} has type {id_type}, which "
                          f"cannot serve as an id; use strings or integers") from e
-    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
-    if nulls or len(repeated):
-        examples = ", ".join(repr(v) for v in repeated.field("values")[:3].to_pylist())
-        extra = f"{len(repeated)} id(s) appear more than once, {pc.sum(repeated.field('counts')).as_py()} " \
-                f"records in all (e.g. {examples})" if len(repeated) else "no id repeats"
-        raise ValueError(f"input {settings.input!r}, column {settings.id_column!r}: {nulls} record(s) have a null "
-                         f"id and {extra}; every record needs its own id: fix the input or pass another --id-column")
+    if found.nulls or found.repeated:
+        examples = ", ".join(repr(v) for v in found.examples)
+        extra = f"{found.repeated} id(s) appear more than once, {found.repeated_records} records in all (e.g. " \
+                f"{examples})" if found.repeated else "no id repeats"
+        raise ValueError(f"input {settings.input!r}, column {settings.id_column!r}: {found.nulls} record(s) have a "
+                         f"null id and {extra}; every record needs its own id: fix the input or pass another "
+                         f"--id-column")
 
 
 def _rows_per_block(settings: BatchSettings, rows: int, nbytes: int) -> int:
@@ -112,13 +131,35 @@ def _check_output_apart(settings: BatchSettings) -> None:
     if type(in_fs) is type(out_fs) and (out_path.rstrip("/") + "/").startswith(in_path.rstrip("/") + "/"):
         raise ValueError(f"output {settings.output!r} is the input {settings.input!r} or inside it: a re-run "
                          f"would read the results as input; choose an --output outside the input")
+    if out_fs.get_file_info(out_path).type == pafs.FileType.File:
+        raise ValueError(f"output {out_path!r} is a file, not a folder: pass the folder the job may write into")
+
+
+@dataclass
+class Checked:
+    """What :func:`check_job` settled: everything but the output folder's state."""
+
+    config: Any  # BigBirdConfig
+    max_length: int
+    scan: InputScan
 
 
 def plan_job(settings: BatchSettings) -> JobPlan:
-    """Check everything that needs no Ray, claim the output folder, and plan the blocks still to score.
+    """:func:`check_job` then :func:`plan_output` (the caller holds the output folder's lease, if any).
 
     Raises:
         ValueError: For settings the model cannot take, a bad input, or an output folder the job may not use.
+        FileNotFoundError: If the model or its config does not exist.
+    """
+    return plan_output(settings, check_job(settings))
+
+
+def check_job(settings: BatchSettings) -> Checked:
+    """Check everything that needs neither Ray nor the output folder's contents: the model's limits, the input's
+    columns and ids, the output apart from the input.
+
+    Raises:
+        ValueError: For settings the model cannot take or a bad input.
         FileNotFoundError: If the model or its config does not exist.
     """
     from bigbird.config import BigBirdConfig
@@ -134,13 +175,23 @@ def plan_job(settings: BatchSettings) -> JobPlan:
     scan = scan_input(settings)
     check_ids(settings, scan.rows)
     _check_output_apart(settings)
+    return Checked(config=config, max_length=pipe.max_length, scan=scan)
+
+
+def plan_output(settings: BatchSettings, checked: Checked) -> JobPlan:
+    """Claim the output folder (its manifest) and plan the blocks still to score.
+
+    Raises:
+        ValueError: For an output folder the job may not use.
+    """
+    config, scan = checked.config, checked.scan
     params = stages.batch_params(settings.task, settings)
     kept = tuple((dst, scan.schema.field(src).type) for src, dst in settings.kept)
     schema = stages.output_schema(settings.task, scan.schema.field(settings.id_column).type, kept)
     identity = {"task": settings.task, "model": settings.model, "id_column": settings.id_column,
                 "text_column": settings.text_column, "question_column": settings.question_column,
                 "question": settings.question, "offset_column": settings.offset_column,
-                "keep_columns": settings.keep_columns, "max_length": pipe.max_length, "stride": settings.stride,
+                "keep_columns": settings.keep_columns, "max_length": checked.max_length, "stride": settings.stride,
                 "params": params, "revision": settings.revision,
                 **manifest.precision(settings.dtype, settings.quantize)}
     inputs = scan.names
@@ -150,5 +201,36 @@ def plan_job(settings: BatchSettings) -> JobPlan:
     done = manifest.reset(fs, root, folder, identity, inputs, settings.resume)
     blocks = [(p, rows, _rows_per_block(settings, rows, nbytes)) for p, rows, nbytes in scan.files]
     parts, skipped = manifest.plan(blocks, done)
-    return JobPlan(config=json.dumps(config.to_dict()), max_length=pipe.max_length, params=params, schema=schema,
-                   parts=parts, skipped=skipped)
+    return JobPlan(config=json.dumps(config.to_dict()), max_length=checked.max_length, params=params, schema=schema,
+                   parts=parts, skipped=skipped, units=read_units(parts, scan.groups))
+
+
+def read_units(parts: list[manifest.Part], groups: list[list[int]]) -> list[list[manifest.Part]]:
+    """The parts grouped so that no row group is read twice: consecutive parts of a file that share a row group
+    go to one read task, which reads their row groups once, front to back (:func:`stages.read_blocks`).
+
+    A parquet reader cannot start inside a row group without decoding it from its first row, so a file of one
+    1 M-row group read block by block costs ~N^2/2 rows decoded; read as one unit it costs N. The price: one
+    row group's tokenizing runs in one task (parallel across row groups and files, not within one).
+    """
+    units: list[list[manifest.Part]] = []
+    last_group = -1
+    for part in parts:
+        bounds = _bounds(groups, part.file)
+        first = bisect.bisect_right(bounds, part.start) - 1
+        if units and units[-1][-1].file == part.file and first <= last_group:
+            units[-1].append(part)
+        else:
+            units.append([part])
+        last_group = bisect.bisect_right(bounds, part.stop - 1) - 1
+    return units
+
+
+@functools.lru_cache(maxsize=64)
+def _cumulative(sizes: tuple[int, ...]) -> list[int]:
+    return [0, *itertools.accumulate(sizes)]
+
+
+def _bounds(groups: list[list[int]], file: int) -> list[int]:
+    """The first row of each row group of file ``file`` (one group of all rows when the scan has none)."""
+    return _cumulative(tuple(groups[file])) if file < len(groups) else [0]

@@ -8,7 +8,9 @@ The job writes, at the top of ``--output``:
   input file ``F`` (in the manifest's order), written under a hidden temporary name and renamed when complete.
 
 Resume reads only those part files: the rows they cover are done, every other row is planned again, so a job
-killed at any moment keeps every block already written and a re-run scores each record exactly once. Nothing
+killed at any moment keeps every block already written and a re-run scores each record exactly once; part
+files that overlap (two writers at once) are found there and the extra ones deleted, so readers of the folder
+see each row once. One job writes at a time: it holds the folder's lease (:mod:`pipelines.lease`). Nothing
 else in the folder is ever deleted or taken as done; a folder holding other parquet files is refused (readers
 of the folder would mix them with the results). ``--no-resume`` deletes only the job's own part files.
 """
@@ -141,6 +143,9 @@ def reset(fs: pafs.FileSystem, root: str, folder: OutputFolder, job: dict[str, A
     for name in folder.temps:
         fs.delete_file(_join(root, name))
     done = dict(folder.parts)
+    for name in settle_overlaps(done):
+        fs.delete_file(_join(root, name))
+        del done[name]
     if not resume:
         for name in done:
             fs.delete_file(_join(root, name))
@@ -148,6 +153,25 @@ def reset(fs: pafs.FileSystem, root: str, folder: OutputFolder, job: dict[str, A
     with fs.open_output_stream(_join(root, MANIFEST)) as f:
         f.write(json.dumps({"format": FORMAT, "job": job, "input": inputs}, indent=1).encode("utf-8"))
     return done
+
+
+def settle_overlaps(parts: dict[str, tuple[int, int, int]]) -> list[str]:
+    """The part files to delete so that no two cover the same input row: of parts that overlap (two writers,
+    however they came to write: a lease taken over from a job still alive, a store without conditional
+    writes), the earliest-starting and then longest is kept, and the rows of those dropped are planned again.
+    """
+    drop: list[str] = []
+    by_file: dict[int, list[tuple[int, int, str]]] = {}
+    for name, (file, start, stop) in parts.items():
+        by_file.setdefault(file, []).append((start, -stop, name))
+    for ranges in by_file.values():
+        end = -1
+        for start, neg_stop, name in sorted(ranges):
+            if start < end:
+                drop.append(name)
+            else:
+                end = -neg_stop
+    return sorted(drop)
 
 
 @dataclass(frozen=True)

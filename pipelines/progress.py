@@ -62,7 +62,8 @@ class Progress:
         estimate = self.tokens / self.records * self.total
         left = (self.total - self.records) * elapsed / self.records
         return (f"{text}, {_count(self.tokens)} of ~{_count(estimate)} tokens, {self.tokens / elapsed:,.0f} tokens/s, "
-                f"{self.records / elapsed:,.1f} records/s, errors {self.errors}, ETA {_duration(left)}")
+                f"{self.records / elapsed:,.1f} records/s, errors {self.errors}, part files {self.blocks:,}, "
+                f"ETA {_duration(left)}")
 
 
 def follow(rows: Callable[[], Iterable[dict[str, Any]]], progress: Progress, *, interval: float,

@@ -65,6 +65,7 @@ class BatchSettings(BaseModel):
     aggregation_strategy: Strategy | None = Field(None, description="token-classification")
     max_answer_len: int | None = Field(None, ge=1, description="tokens per answer (question-answering)")
     limit: int | None = Field(None, ge=1, description="score only the first N records (smoke runs)")
+    verbose: bool = Field(False, description="Ray Data's progress bars and Ray's log lines too")
 
     @model_validator(mode="after")
     def _check(self) -> BatchSettings:

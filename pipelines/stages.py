@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -28,7 +29,7 @@ from bigbird.tasks.base import Encoded, Prepared, TaskPipeline
 from bigbird.windows import RecordError, padded_length
 from jobs import storage as object_storage
 from jobs.settings import StorageSettings
-from pipelines import arrow_windows, manifest
+from pipelines import arrow_windows, errors, lease, manifest
 
 STATS = pa.schema([("name", pa.string()), ("records", pa.int64()), ("errors", pa.int64()), ("tokens", pa.int64()),
                    ("padding_tokens", pa.int64())])
@@ -62,26 +63,55 @@ def filesystem(uri: str, storage: StorageSettings | None = None) -> tuple[pafs.F
     return pafs.FileSystem.from_uri(uri)
 
 
-def read_rows(fs: pafs.FileSystem, path: str, start: int, stop: int, columns: list[str]) -> pa.Table:
-    """Rows ``[start, stop)`` of one parquet file, streaming only the row groups that hold them."""
+def display_uri(fs: pafs.FileSystem, path: str) -> str:
+    """A path inside ``fs`` as the user would write it (``s3://bucket/key``, a local path)."""
+    scheme = {"s3": "s3://", "gcs": "gs://"}.get(fs.type_name, "")
+    return f"{scheme}{path}"
+
+
+def read_blocks(fs: pafs.FileSystem, path: str, ranges: list[tuple[int, int]],
+                columns: list[str]) -> Iterator[tuple[int, int, pa.Table]]:
+    """Rows ``[start, stop)`` of one parquet file for each of ``ranges`` (ascending, disjoint), in one pass:
+    the row groups that hold them are streamed once, front to back, and each range is yielded as soon as its
+    last row is read (so a row group of a million rows cut into blocks is decoded once, not once per block)."""
+    if not ranges:
+        return
     pf = pq.ParquetFile(path, filesystem=fs)
+    lo, hi = ranges[0][0], ranges[-1][1]
     groups, first, pos = [], None, 0
     for g in range(pf.metadata.num_row_groups):
         n = pf.metadata.row_group(g).num_rows
-        if pos < stop and pos + n > start:
+        if pos < hi and pos + n > lo:
             groups.append(g)
             first = pos if first is None else first
         pos += n
-    batches, pos = [], first or 0
-    for b in pf.iter_batches(batch_size=max(1, min(4096, stop - start)), row_groups=groups, columns=columns):
-        lo, hi = max(0, start - pos), min(len(b), stop - pos)
-        if hi > lo:
-            batches.append(b.slice(lo, hi - lo))
-        pos += len(b)
-        if pos >= stop:
-            break
     schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
-    return pa.Table.from_batches(batches, schema=schema)
+    pending, pos = list(ranges), first or 0
+    pieces: list[pa.RecordBatch] = []
+    size = max(1, min(4096, max(b - a for a, b in ranges)))
+    for batch in pf.iter_batches(batch_size=size, row_groups=groups, columns=columns):
+        end = pos + len(batch)
+        while pending:
+            start, stop = pending[0]
+            a, b = max(start, pos), min(stop, end)
+            if b > a:
+                pieces.append(batch.slice(a - pos, b - a))
+            if stop > end:
+                break
+            yield start, stop, pa.Table.from_batches(pieces, schema=schema)
+            pieces = []
+            pending.pop(0)
+        pos = end
+        if not pending:
+            return
+    for start, stop in pending:  # past the file's end: what there is
+        yield start, stop, pa.Table.from_batches(pieces, schema=schema)
+        pieces = []
+
+
+def read_rows(fs: pafs.FileSystem, path: str, start: int, stop: int, columns: list[str]) -> pa.Table:
+    """Rows ``[start, stop)`` of one parquet file, streaming only the row groups that hold them."""
+    return next(read_blocks(fs, path, [(start, stop)], columns))[2]
 
 
 def strings(values: pa.ChunkedArray | pa.Array, what: str) -> list[str | RecordError]:
@@ -154,19 +184,22 @@ def prepare_blocks(batch: pa.Table, *, model: str, task: str, config: str, max_l
                    input_uri: str, id_column: str, text_column: str, question_column: str | None = None,
                    question: str | None = None, offset_column: str | None = None,
                    keep_columns: tuple[tuple[str, str], ...] = (), storage: StorageSettings | None = None,
-                   revision: str | None = None) -> pa.Table:
-    """Read, tokenize and window each planned block (a row: ``file``, ``path``, ``start``, ``stop``)."""
+                   revision: str | None = None, lease_token: str | None = None) -> Iterator[pa.Table]:
+    """Read, tokenize and window the planned blocks of each read unit (a row: ``file``, ``path``, and the
+    blocks' ``starts`` and ``stops``, read in one pass by :func:`read_blocks`), yielding each block packed as
+    one row as soon as it is ready. ``lease_token``, the job's lease, travels with each block to the writer,
+    which publishes it only under that lease."""
     fs, _ = filesystem(input_uri, storage)
     pipe = preprocessor(model, task, config, max_length, stride, revision, model_storage(storage))
     columns = list(dict.fromkeys(c for c in (id_column, text_column, question_column, offset_column,
                                              *(src for src, _ in keep_columns)) if c is not None))
-    rows = []
-    for part in batch.to_pylist():
-        table = read_rows(fs, part["path"], part["start"], part["stop"], columns)
-        name = manifest.part_name(part["file"], part["start"], part["stop"])
-        rows.append(_prepare(pipe, name, table, id_column, text_column, question_column, question, offset_column,
-                             keep_columns))
-    return pa.concat_tables(rows, promote_options="none")
+    for unit in batch.to_pylist():
+        ranges = list(zip(unit["starts"], unit["stops"]))
+        for start, stop, table in read_blocks(fs, unit["path"], ranges, columns):
+            name = manifest.part_name(unit["file"], start, stop)
+            packed = _prepare(pipe, name, table, id_column, text_column, question_column, question, offset_column,
+                              keep_columns)
+            yield packed.append_column("lease", pa.array([lease_token], pa.string()))
 
 
 def _prepare(pipe: TaskPipeline, name: str, table: pa.Table, id_column: str, text_column: str,
@@ -221,10 +254,11 @@ class Scorer:
         self.fs, self.root = filesystem(output_uri, storage)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        stats = [self._score(arrow_windows.unpack(batch, row)) for row in range(batch.num_rows)]
+        tokens = batch.column("lease").to_pylist() if "lease" in batch.column_names else [None] * batch.num_rows
+        stats = [self._score(arrow_windows.unpack(batch, row), tokens[row]) for row in range(batch.num_rows)]
         return pa.Table.from_pylist(stats, schema=STATS)
 
-    def _score(self, block: arrow_windows.Block) -> dict[str, Any]:
+    def _score(self, block: arrow_windows.Block, token: str | None = None) -> dict[str, Any]:
         prepared = block.prepared(self.params)
         outputs = self.pipe.score(prepared.windows, **self.params) if prepared.windows else []
         groups = prepared.windows_of()
@@ -236,15 +270,25 @@ class Scorer:
         table = table.add_column(0, self.schema.field("id"), block.ids)
         for dst, values in block.kept.items():
             table = table.append_column(self.schema.field(dst), values)
-        self._write(block.name, table)
+        self._write(block.name, table, token)
         return {"name": block.name, "records": table.num_rows, "errors": sum(r["error"] is not None for r in rows),
                 "tokens": sum(r["num_tokens"] for r in rows), "padding_tokens": sum(r["padding_tokens"] for r in rows)}
 
-    def _write(self, name: str, table: pa.Table) -> None:
-        """Write under a hidden temporary name, then rename: a result file present is a complete one."""
+    def _write(self, name: str, table: pa.Table, token: str | None = None) -> None:
+        """Write under a hidden temporary name, then rename: a result file present is a complete one; with the
+        job's lease ``token``, renamed only while the folder's lease is still that job's (else deleted)."""
         final, temp = f"{self.root}/{name}", f"{self.root}/{manifest.temp_name(name)}"
-        with self.fs.open_output_stream(temp) as f:
-            pq.write_table(table, f)
+        try:
+            with self.fs.open_output_stream(temp) as f:
+                pq.write_table(table, f)
+        except OSError as e:  # named here, where the URI is known; the driver makes it its one line
+            raise errors.WriteError(display_uri(self.fs, final), e) from e
+        if token is not None:
+            try:
+                lease.verify(self.fs, self.root, token)
+            except lease.LeaseLost:
+                self.fs.delete_file(temp)
+                raise
         self.fs.move(temp, final)
 
     def _finish(self, prepared: Prepared, outputs: list, groups: dict[int, list[int]]) -> list[Any]:

@@ -3,6 +3,7 @@ progress lines a person can read."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import batch
+from pipelines import batch, console
 from pipelines.progress import Progress, follow
 from pipelines.settings import BatchSettings
 from tests.helpers import SPM_LINES
@@ -82,10 +83,21 @@ def test_progress_lines_give_records_tokens_rate_and_eta():
     progress.add({"records": 250, "errors": 3, "tokens": 50_000, "padding_tokens": 10})
     now[0] = 110.0
     assert progress.line() == ("scored 250 of 1,000 records (25.0%, 200 done earlier), 50.0k of ~200.0k tokens, "
-                               "5,000 tokens/s, 25.0 records/s, errors 3, ETA 30 s")
+                               "5,000 tokens/s, 25.0 records/s, errors 3, part files 1, ETA 30 s")
     progress.add({"records": 50, "errors": 0, "tokens": 10_000, "padding_tokens": 0})
     now[0] = 400.0
-    assert progress.line().endswith("1.0 records/s, errors 3, ETA 11 min 40 s")  # 700 left at 1/s
+    assert progress.line().endswith("1.0 records/s, errors 3, part files 2, ETA 11 min 40 s")  # 700 left at 1/s
+
+
+def test_the_console_drops_rays_constructor_arguments_line_only(capfd):
+    with console.quiet():
+        os.write(2, b"[2026-12-08 01:00:00,000 E 1 2] core_worker.cc:2170: Actor with class name: 'MapWorker' and "
+                    b"ID: 'ab' has constructor arguments in the object store and max_restarts > 0. If the ...\n")
+        os.write(2, b"bigbird batch: scored 1 of 2 records\nno newline at the end")
+    err = capfd.readouterr().err
+    assert err == "bigbird batch: scored 1 of 2 records\nno newline at the end"
+    os.write(2, b"has constructor arguments in the object store and max_restarts > 0\n")  # outside: kept
+    assert "constructor arguments" in capfd.readouterr().err
 
 
 def test_follow_reports_while_waiting_and_raises_the_jobs_error():

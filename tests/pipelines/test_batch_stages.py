@@ -23,12 +23,16 @@ def _settings(model, corpus, output, **kw) -> BatchSettings:
                          **{"stride": 32, "batch_size": 4, **kw})
 
 
+def _prepared(items: pa.Table, **kw) -> pa.Table:
+    return pa.concat_tables(stages.prepare_blocks(items, **kw))
+
+
 def _run_in_process(s: BatchSettings) -> pa.Table:
     """The job's stages in this process, in the order Ray Data runs them; returns the written results."""
     job = inputs.plan_job(s)
-    items = pa.Table.from_pylist([{"file": p.file, "path": p.path, "start": p.start, "stop": p.stop}
-                                  for p in job.parts])
-    packed = stages.prepare_blocks(items, model=s.model, task=s.task, config=job.config, max_length=job.max_length,
+    items = pa.Table.from_pylist([{"file": u[0].file, "path": u[0].path, "starts": [p.start for p in u],
+                                   "stops": [p.stop for p in u]} for u in job.units])
+    packed = _prepared(items, model=s.model, task=s.task, config=job.config, max_length=job.max_length,
                                    stride=s.stride, input_uri=s.input, id_column=s.id_column,
                                    text_column=s.text_column, keep_columns=tuple(s.kept))
     scorer = stages.Scorer(model=s.model, task=s.task, max_length=job.max_length, stride=s.stride, batch_size=4,
@@ -61,6 +65,35 @@ def test_read_rows_slices_one_big_row_group(tmp_path):
     pq.write_table(table, tmp_path / "groups.parquet", row_group_size=100)
     part = stages.read_rows(fs, str(tmp_path / "groups.parquet"), 95, 305, ["text"])
     assert part.column("text").to_pylist() == [f"t{i}" for i in range(95, 305)]
+
+
+def test_each_row_is_decoded_once_however_big_its_row_group(tmp_path, monkeypatch):
+    rows, block = 1000, 10
+    table = pa.table({"id": np.arange(rows), "text": [f"t{i}" for i in range(rows)]})
+    pq.write_table(table, tmp_path / "one.parquet")  # one row group of 1,000 rows: 100 blocks
+    pq.write_table(table, tmp_path / "groups.parquet", row_group_size=64)  # block edges off the group edges
+    decoded: list[int] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def counting(self, *args, **kwargs):
+        for batch in iter_batches(self, *args, **kwargs):
+            decoded.append(len(batch))
+            yield batch
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", counting)
+    fs, _ = stages.filesystem(str(tmp_path))
+    for name, groups in (("one.parquet", [rows]), ("groups.parquet", [64] * 15 + [40])):
+        parts = [manifest.Part(0, str(tmp_path / name), s, s + block) for s in range(0, rows, block)]
+        units = inputs.read_units(parts, [groups])
+        assert [p for u in units for p in u] == parts
+        got, decoded[:] = [], []
+        for unit in units:
+            got += stages.read_blocks(fs, unit[0].path, [(p.start, p.stop) for p in unit], ["id"])
+        assert [(a, b) for a, b, _ in got] == [(p.start, p.stop) for p in parts]
+        assert pa.concat_tables(t for _, _, t in got).column("id").to_pylist() == list(range(rows))
+        assert sum(decoded) == rows, name  # each row decoded once (block by block: 50,500 rows for one group)
+    spans = [{(r // 64) for p in u for r in (p.start, p.stop - 1)} for u in units]  # row groups per unit
+    assert len(units) > 1 and all(not (a & b) for i, a in enumerate(spans) for b in spans[i + 1:])
 
 
 def test_blocks_are_bounded_by_records_and_by_bytes(task_models, tmp_path):
@@ -134,8 +167,8 @@ def test_config_is_read_on_the_driver_only(task_models, tmp_path, monkeypatch):
 
     monkeypatch.setattr("bigbird.config.BigBirdConfig.from_json_file", forbidden)
     stages.preprocessor.cache_clear()
-    items = pa.Table.from_pylist([{"file": 0, "path": job.parts[0].path, "start": 0, "stop": 1}])
-    packed = stages.prepare_blocks(items, model=s.model, task=s.task, config=job.config, max_length=job.max_length,
+    items = pa.Table.from_pylist([{"file": 0, "path": job.parts[0].path, "starts": [0], "stops": [1]}])
+    packed = _prepared(items, model=s.model, task=s.task, config=job.config, max_length=job.max_length,
                                    stride=s.stride, input_uri=s.input, id_column="id", text_column="text")
     assert packed.column("name").to_pylist() == [manifest.part_name(0, 0, 1)]
 

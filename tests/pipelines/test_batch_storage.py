@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +22,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from jobs.settings import StorageSettings
-from pipelines import batch, manifest, stages
+from pipelines import batch, errors, lease, manifest, stages
 from pipelines.settings import BatchSettings
 from tests.helpers import SPM_LINES
 
@@ -114,27 +116,117 @@ def test_public_input_read_anonymously_through_the_endpoint(ray_cluster, task_mo
         batch.run(settings.model_copy(update={"input": "s3://corpus/nothing-here"}))
 
 
-def test_job_writes_and_resumes_on_object_storage_from_the_command_line(task_models, s3):
+def test_the_s3_lease_is_a_conditional_put(s3, monkeypatch):
+    endpoint, fs = s3
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    storage = StorageSettings(endpoint=endpoint, region="us-east-1")
+    out_fs, root = stages.filesystem("s3://results/leased", storage)
+    store = lease.store_for(out_fs, root, "s3://results/leased", storage)
+    assert isinstance(store, lease.S3Store)
+    first = store.create(b"one")
+    assert first is not None and store.create(b"two") is None  # If-None-Match: *
+    second = store.swap(first, b"one, renewed")
+    assert second is not None and store.swap(first, b"stale renewal") is None  # If-Match: the ETag read
+    assert store.read() == (b"one, renewed", second)
+    lines: list[str] = []
+    holder = lease.Lease(store, "s3://results/leased", report=lines.append)
+    holder.acquire()  # bytes that are no lease: taken over, and said so
+    assert lines == ["took over an unreadable lease on output 's3://results/leased': its lease file is unreadable"]
+    with pytest.raises(lease.LeaseHeld, match="being written by another batch job"):
+        lease.Lease(store, "s3://results/leased").acquire()
+    lease.verify(out_fs, root, holder.token)
+    holder.renew()
+    holder.release()
+    assert store.read() is None
+
+
+def test_job_writes_and_resumes_on_object_storage_from_the_command_line(task_models, s3, capsys, monkeypatch,
+                                                                        tmp_path):
     """The command as a user runs it (its own local Ray, credentials in the environment): results written to
-    the server, and a re-run scores nothing again."""
+    the server, the same command started while it runs refused (the folder's lease), and a re-run scores
+    nothing again."""
     endpoint, fs = s3
     args = ["--task", "text-classification", "--model", str(task_models["text-classification"]), "--input",
             "s3://corpus/docs", "--output", "s3://results/run", "--block-records", "5", "--stride", "32",
             "--storage-endpoint", endpoint, "--storage-region", "us-east-1"]
-    script = ("import sys; from pipelines import batch; "
-              f"codes = [batch.main({args!r}) for _ in range(2)]; sys.exit(max(codes))")
+    go = tmp_path / "second-run"
+    script = ("import sys, time, pathlib; from pipelines import batch; "
+              f"codes = [batch.main({args!r})]; flag = pathlib.Path({str(go)!r}); "
+              "[time.sleep(0.1) for _ in range(3000) if not flag.exists()]; "
+              f"codes.append(batch.main({args!r})); sys.exit(max(codes))")
     env = {"PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
            "HOME": os.environ.get("HOME", "/tmp"), **KEYS}
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summaries = [line for line in done.stdout.splitlines() if line.startswith("bigbird batch: done:")]
+    job = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        held = f"results/run/{lease.LEASE}"
+        deadline = time.monotonic() + 300
+        while fs.get_file_info(held).type == pafs.FileType.NotFound and job.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for k, v in KEYS.items():
+            monkeypatch.setenv(k, v)
+        code = batch.main([*args[:-8], "--block-records", "7", *args[-6:]])  # the same job, other blocks
+        err = capsys.readouterr().err
+        assert code == 1 and "output 's3://results/run' is being written by another batch job (host" in err, err
+        go.touch()
+        stdout, stderr = job.communicate(timeout=600)
+    finally:
+        go.touch()
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, stderr[-3000:]
+    ours = [line for line in stderr.splitlines() if line.strip()]
+    assert all(line.startswith("bigbird batch: ") for line in ours), stderr[-3000:]  # Ray's console is off
+    summaries = [line for line in stdout.splitlines() if line.startswith("bigbird batch: done:")]
     assert summaries[0].startswith(f"bigbird batch: done: records {RECORDS} (skipped 0 already done), errors 0")
     assert summaries[1].startswith(f"bigbird batch: done: records 0 (skipped {RECORDS} already done)")
     names = [info.base_name for info in fs.get_file_info(pafs.FileSelector("results/run"))]
     parts = sorted(n for n in names if manifest.PART.match(n))
     assert manifest.MANIFEST in names and len(parts) == 5 and not [n for n in names if n.startswith(".")]
+    assert lease.LEASE not in names  # released
     with fs.open_input_file(f"results/run/{manifest.MANIFEST}") as f:
         assert json.loads(f.read())["input"]
     ids = pa.concat_tables(pq.read_table(f"results/run/{n}", filesystem=fs) for n in parts).column("id")
     assert sorted(ids.to_pylist()) == sorted(f"doc-{i}" for i in range(RECORDS))
+
+
+def test_a_missing_output_bucket_is_one_line(task_models, s3, monkeypatch):
+    endpoint, _ = s3
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    settings = BatchSettings(task="text-classification", model=str(task_models["text-classification"]),
+                             input="s3://corpus/docs", output="s3://no-such-bucket/run", stride=32,
+                             storage=StorageSettings(endpoint=endpoint, region="us-east-1"))
+    with pytest.raises(errors.JobIOError) as e:
+        batch.run(settings, report=lambda line: None)
+    assert str(e.value) == (f"cannot write s3://no-such-bucket/run/{lease.LEASE}: the bucket does not exist; 0 of "
+                            f"{RECORDS} records are kept in the output folder; re-run the same command to score "
+                            f"the other {RECORDS}")
+
+
+def test_a_bucket_lost_mid_job_is_one_line_naming_the_part(ray_cluster, task_models, s3, monkeypatch):
+    endpoint, fs = s3
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    fs.create_dir("doomed")
+    execute = batch._execute
+
+    def losing_the_bucket(*args, **kwargs):  # after planning (lease and manifest written), before any block
+        admin = pafs.S3FileSystem(**{**s3_options(fs), "allow_bucket_deletion": True})
+        admin.delete_dir("doomed")
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "_execute", losing_the_bucket)
+    lines: list[str] = []
+    settings = BatchSettings(task="text-classification", model=str(task_models["text-classification"]),
+                             input="s3://corpus/docs", output="s3://doomed/run", stride=32, block_records=8,
+                             storage=StorageSettings(endpoint=endpoint, region="us-east-1"))
+    with pytest.raises(errors.JobIOError) as e:
+        batch.run(settings, report=lines.append)
+    text = str(e.value)
+    assert re.fullmatch(rf"cannot write s3://doomed/run/part-00000-\d{{12}}-\d{{12}}\.parquet: the bucket does not "
+                        rf"exist; 0 of {RECORDS} records are kept in the output folder; re-run the same command to "
+                        rf"score the other {RECORDS}", text), text
+    assert "\n" not in text and len(text) < 300
