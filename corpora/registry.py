@@ -91,7 +91,7 @@ CORPORA: dict[str, CorpusSpec] = {
             genome_options={"format": "fasta", "source": "GCF_001457455.1_NCTC11397"},
         ),
         CorpusSpec(
-            "prokaryotes", "17 annotated genomes (~38 Mbp: 14 bacteria and archaea of 6 phyla, 3 phages), 50 kbp windows, "
+            "prokaryotes", "17 annotated genomes (~38 Mbp: 14 bacteria and archaea of 4 phyla, 3 phages), 50 kbp windows, "
             "per-strand CDS spans", "deb", "cct-examples, any2fasta-examples, gbdraw==0.14.2, pycirclize==1.10.1",
             "corpora/genome/prokaryotes.py", "GPL-2+ / GPL-3 (Debian examples), MIT (gbdraw, pyCirclize)",
             columns=("id", "text", "source", "spans", "offset"), rows=iter_prokaryote_records, fetcher=fetch_genomes,
