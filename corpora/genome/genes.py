@@ -54,13 +54,13 @@ def _codon_hits(seq: str, codons: Sequence[str]) -> np.ndarray:
     return hit
 
 
-def _forward_orfs(seq: str, agree: Sequence[np.ndarray], min_length: int) -> list[tuple[int, int, int]]:
+def _forward_orfs(seq: str, agree: Sequence[np.ndarray], min_length: int) -> list[tuple[int, int, float]]:
     """(start, end, score) of the forward-strand ORFs of ``seq``; ``agree[frame]`` is the per-base score."""
     n = len(seq)
     starts, stops = _codon_hits(seq, START_CODONS), _codon_hits(seq, STOP_CODONS)
     out = []
     for frame in range(3):
-        cum = np.concatenate([[0], np.cumsum(agree[frame], dtype=np.int64)])
+        cum = np.concatenate([[0], np.cumsum(agree[frame])])  # int64 votes, or float64 from probabilities
         pos = np.arange(frame, n - 2, 3)
         stop_pos = pos[stops[pos]]
         start_pos = pos[starts[pos]]
@@ -73,13 +73,14 @@ def _forward_orfs(seq: str, agree: Sequence[np.ndarray], min_length: int) -> lis
                 cand = cand[stop + 3 - cand >= min_length]
                 # best start: the one maximising the agreement of [start, stop + 3) = cum[end] - cum[start]
                 best = int(cand[int(np.argmin(cum[cand]))])
-                out.append((best, int(stop) + 3, int(cum[stop + 3] - cum[best])))
+                out.append((best, int(stop) + 3, (cum[stop + 3] - cum[best]).item()))
             prev = stop
     return out
 
 
 def open_reading_frames(seq: str, *, min_length: int = 90, tags: np.ndarray | None = None,
-                        codon_starts: np.ndarray | None = None) -> list[tuple[Span, int, float]]:
+                        codon_starts: np.ndarray | None = None, strand_probs: np.ndarray | None = None,
+                        codon_probs: np.ndarray | None = None) -> list[tuple[Span, float, float]]:
     """Every ORF of ``seq`` on both strands with its agreement score and strand coverage under ``tags``.
 
     The score of an ORF is the sum over its bases of +1 (tagged its strand) or -1 (not); with
@@ -94,6 +95,11 @@ def open_reading_frames(seq: str, *, min_length: int = 90, tags: np.ndarray | No
             None: every base coding on both strands.
         codon_starts: ``(len(seq),)`` bool, the bases tagged ``B``: the first base of a codon in forward
             coordinates (for ``CDS-`` genes the first base, left to right, of a reverse-strand codon).
+        strand_probs: instead of ``tags``, ``(len(seq), 2)`` the tagger's probabilities of ``CDS+`` and ``CDS-``
+            per base (``B`` + ``I``): a base then votes ``2p - 1`` for a strand of probability ``p``, so a
+            base where the tagger hesitates between strands counts for little; coverage is the mean ``p``.
+        codon_probs: with ``strand_probs``, ``(len(seq), 2)`` the probabilities of ``B-CDS+`` and ``B-CDS-``:
+            a ``B`` vote weighted by its probability instead of ``codon_starts``.
 
     Returns:
         ``((start, end, strand), score, coverage)`` per ORF; 0-based, end-exclusive genome coordinates.
@@ -101,7 +107,9 @@ def open_reading_frames(seq: str, *, min_length: int = 90, tags: np.ndarray | No
     n = len(seq)
     if tags is not None and len(tags) != n:
         raise ValueError(f"tags has {len(tags)} entries for a sequence of {n} bases")
-    out: list[tuple[Span, int, float]] = []
+    if strand_probs is not None:
+        return _soft_orfs(seq, np.asarray(strand_probs, dtype=np.float64), codon_probs, min_length)
+    out: list[tuple[Span, float, float]] = []
     rc = seq.translate(_COMPLEMENT)[::-1]
     for k, (strand, s) in enumerate(zip(STRANDS, (seq, rc))):
         if tags is None:
@@ -128,18 +136,46 @@ def open_reading_frames(seq: str, *, min_length: int = 90, tags: np.ndarray | No
     return out
 
 
+def _soft_orfs(seq: str, strand_probs: np.ndarray, codon_probs: np.ndarray | None,
+               min_length: int) -> list[tuple[Span, float, float]]:
+    """:func:`open_reading_frames` with per-base probabilities instead of tags (see there)."""
+    n = len(seq)
+    if strand_probs.shape != (n, 2):
+        raise ValueError(f"strand_probs has shape {strand_probs.shape}, expected ({n}, 2)")
+    if codon_probs is not None and np.shape(codon_probs) != (n, 2):
+        raise ValueError(f"codon_probs has shape {np.shape(codon_probs)}, expected ({n}, 2)")
+    out: list[tuple[Span, float, float]] = []
+    rc = seq.translate(_COMPLEMENT)[::-1]
+    for k, (strand, s) in enumerate(zip(STRANDS, (seq, rc))):
+        p = strand_probs[:, k] if k == 0 else strand_probs[::-1, k]
+        base = 2.0 * p - 1.0
+        agree = [base] * 3
+        if codon_probs is not None:
+            b = np.asarray(codon_probs, dtype=np.float64)[:, k]
+            b = b if k == 0 else b[::-1]
+            pos = np.arange(n) - (0 if k == 0 else 2)
+            agree = [base + b * np.where(pos % 3 == f, 1.0, -1.0) for f in range(3)]
+        cum = np.concatenate([[0.0], np.cumsum(p)])
+        for a, e, score in _forward_orfs(s, agree, min_length):
+            span = (a, e, strand) if k == 0 else (n - e, n - a, strand)
+            out.append((span, score, float((cum[e] - cum[a]) / (e - a))))
+    return out
+
+
 def decode_genes(seq: str, tags: np.ndarray | None = None, *, codon_starts: np.ndarray | None = None,
+                 strand_probs: np.ndarray | None = None, codon_probs: np.ndarray | None = None,
                  min_length: int = 90, min_coverage: float = 0.5, max_overlap: int = 60) -> list[Span]:
-    """Genes from per-base tags: the best-agreeing, non-overlapping ORFs (see the module docstring).
+    """Genes from per-base tags (or the tagger's probabilities, ``strand_probs`` / ``codon_probs`` of
+    :func:`open_reading_frames`): the best-agreeing, non-overlapping ORFs (see the module docstring).
 
     Returns:
         Sorted ``(start, end, strand)`` spans, ``strand`` ``CDS+`` or ``CDS-``.
     """
     if not 0.0 <= min_coverage <= 1.0:
         raise ValueError(f"min_coverage must be in [0, 1], got {min_coverage}")
-    cands = [(span, score) for span, score, cov in open_reading_frames(seq, min_length=min_length, tags=tags,
-                                                                  codon_starts=codon_starts)
-             if score > 0 and cov >= min_coverage]
+    orfs = open_reading_frames(seq, min_length=min_length, tags=tags, codon_starts=codon_starts,
+                               strand_probs=strand_probs, codon_probs=codon_probs)
+    cands = [(span, score) for span, score, cov in orfs if score > 0 and cov >= min_coverage]
     cands.sort(key=lambda c: (-c[1], c[0]))
     starts: list[int] = []  # taken genes, sorted by start, and their ends
     taken: list[Span] = []

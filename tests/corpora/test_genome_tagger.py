@@ -13,11 +13,13 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from corpora.genome import iter_fasta
 from corpora.genome.cds import (
+    STRANDS,
     base_counts,
     base_f1,
     base_labels,
@@ -129,6 +131,29 @@ def test_orfs_follow_the_codon_grammar_on_both_strands():
         [(0, 6, "CDS+"), (6, 9, "CDS-"), (12, 15, "CDS-")]
     with pytest.raises(ValueError, match="tags has 3 entries for a sequence of 8658 bases"):
         decode_genes(text, base_labels([], 3))
+
+
+def test_decoding_from_probabilities():
+    row = _locus()
+    text, n = row["text"], len(row["text"])
+    truth = list(iter_spans(row))
+    labels = base_labels(truth, n)
+    onehot = np.stack([labels == 1, labels == 2], axis=1).astype(float)
+    # certain probabilities are the tags: the same ORFs, scores and genes
+    hard = open_reading_frames(text, tags=labels)
+    assert open_reading_frames(text, strand_probs=onehot) == hard
+    assert decode_genes(text, strand_probs=onehot) == decode_genes(text, labels)
+    # a tagger torn between the strands (0.5 / 0.5) votes nothing: no ORF scores above 0, no gene
+    assert decode_genes(text, strand_probs=np.full((n, 2), 0.5)) == []
+    # leaning 0.6 to the annotated strand is still enough, and codon-start probabilities pick the frame
+    leaning = 0.2 + 0.4 * onehot  # 0.6 on the annotated strand, 0.2 on the other
+    begins = np.zeros((n, 2))
+    for a, b, lab in truth:
+        begins[a:b:3, STRANDS.index(lab)] = 0.6
+    genes = decode_genes(text, strand_probs=leaning, codon_probs=begins)
+    assert gene_counts(genes, truth).tolist()[:2] == [9, 9]
+    with pytest.raises(ValueError, match=r"strand_probs has shape \(3, 2\), expected \(8658, 2\)"):
+        decode_genes(text, strand_probs=np.zeros((3, 2)))
 
 
 # --------------------------------------------------------------------------- the committed model
