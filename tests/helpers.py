@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -91,3 +93,28 @@ def bert_wordpiece(words: list[str]):
         single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
         special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     return backend
+
+
+# A local S3-compatible server (moto) for the object-storage tests: it accepts any credentials.
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@contextlib.contextmanager
+def moto_s3(*buckets: str) -> Iterator[tuple[str, object]]:
+    """``(endpoint URL, pyarrow S3FileSystem with credentials)`` of a moto server on 127.0.0.1 holding ``buckets``;
+    stopped on exit."""
+    import pyarrow.fs as pafs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1",
+                               access_key=S3_KEYS["AWS_ACCESS_KEY_ID"], secret_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+                               allow_bucket_creation=True)
+        for bucket in buckets:
+            fs.create_dir(bucket)
+        yield f"http://{host}:{port}", fs
+    finally:
+        server.stop()

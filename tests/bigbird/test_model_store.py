@@ -7,13 +7,13 @@ import json
 
 import pyarrow.fs as pafs
 import pytest
-from moto.server import ThreadedMotoServer
 
 import bigbird
 from bigbird import model_store
 from bigbird.model_store import StorageOptions
+from tests.helpers import S3_KEYS, moto_s3
 
-KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # moto accepts any
+KEYS = S3_KEYS
 TEXTS = ["I was showing it to my friends.", "reflecting its pretty blades against the rays of the sun " * 20]
 
 
@@ -50,17 +50,10 @@ class CountingHandler(pafs.FileSystemHandler):
 @pytest.fixture(scope="module")
 def s3(task_models):
     """``(endpoint, filesystem with credentials)`` of a moto S3 server holding ``models/tc`` (an export)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1",
-                           access_key=KEYS["AWS_ACCESS_KEY_ID"], secret_key=KEYS["AWS_SECRET_ACCESS_KEY"],
-                           allow_bucket_creation=True)
-    fs.create_dir("models")
-    pafs.copy_files(str(task_models["text-classification"]), "models/tc", source_filesystem=pafs.LocalFileSystem(),
-                    destination_filesystem=fs)
-    yield f"http://{host}:{port}", fs
-    server.stop()
+    with moto_s3("models") as (endpoint, fs):
+        pafs.copy_files(str(task_models["text-classification"]), "models/tc",
+                        source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        yield endpoint, fs
 
 
 def _scores(pipe):

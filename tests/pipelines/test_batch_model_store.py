@@ -12,28 +12,20 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from bigbird.tasks import pipeline
-from tests.helpers import SPM_LINES
+from tests.helpers import S3_KEYS, SPM_LINES, moto_s3
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # moto accepts any
+KEYS = S3_KEYS
 
 
 @pytest.fixture(scope="module")
 def s3(task_models):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1",
-                           access_key=KEYS["AWS_ACCESS_KEY_ID"], secret_key=KEYS["AWS_SECRET_ACCESS_KEY"],
-                           allow_bucket_creation=True)
-    fs.create_dir("models")
-    pafs.copy_files(str(task_models["text-classification"]), "models/tc", source_filesystem=pafs.LocalFileSystem(),
-                    destination_filesystem=fs)
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_s3("models") as (endpoint, fs):
+        pafs.copy_files(str(task_models["text-classification"]), "models/tc",
+                        source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        yield endpoint
 
 
 def test_batch_scores_with_a_model_in_object_storage(s3, task_models, tmp_path):

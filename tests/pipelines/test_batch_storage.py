@@ -19,16 +19,15 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from jobs.settings import StorageSettings
 from pipelines import batch, errors, lease, manifest, stages
 from pipelines.settings import BatchSettings
-from tests.helpers import SPM_LINES
+from tests.helpers import S3_KEYS, SPM_LINES, moto_s3
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = 24
-KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # moto accepts any
+KEYS = S3_KEYS
 
 
 def s3_options(fs: pafs.S3FileSystem) -> dict:
@@ -38,20 +37,12 @@ def s3_options(fs: pafs.S3FileSystem) -> dict:
 @pytest.fixture(scope="module")
 def s3():
     """``(endpoint, filesystem with credentials)`` of a moto S3 server holding ``corpus/docs/part.parquet``."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1",
-                           access_key=KEYS["AWS_ACCESS_KEY_ID"], secret_key=KEYS["AWS_SECRET_ACCESS_KEY"],
-                           allow_bucket_creation=True)
-    for bucket in ("corpus", "results"):
-        fs.create_dir(bucket)
-    texts = [" ".join(SPM_LINES[(i + k) % len(SPM_LINES)] for k in range(2)) for i in range(RECORDS)]
-    table = pa.table({"id": [f"doc-{i}" for i in range(RECORDS)], "text": texts})
-    with fs.open_output_stream("corpus/docs/part.parquet") as f:
-        pq.write_table(table, f, row_group_size=8)
-    yield f"http://{host}:{port}", fs
-    server.stop()
+    with moto_s3("corpus", "results") as (endpoint, fs):
+        texts = [" ".join(SPM_LINES[(i + k) % len(SPM_LINES)] for k in range(2)) for i in range(RECORDS)]
+        table = pa.table({"id": [f"doc-{i}" for i in range(RECORDS)], "text": texts})
+        with fs.open_output_stream("corpus/docs/part.parquet") as f:
+            pq.write_table(table, f, row_group_size=8)
+        yield endpoint, fs
 
 
 def test_storage_flags_and_yaml_section(tmp_path):
